@@ -1,0 +1,51 @@
+"""Load YAML keeping line numbers, so every complaint can name file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import InputError, Location
+
+
+def load_yaml(path: Path) -> CommentedMap:
+    """Parse one YAML mapping document; malformed YAML becomes an InputError at its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", Location(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", Location(path)) from None
+    try:
+        data = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise InputError(f"malformed YAML: {problem}; fix the syntax", Location(path, line)) from None
+    except YAMLError as exc:
+        raise InputError(f"malformed YAML: {exc}", Location(path)) from None
+    if data is None:
+        data = CommentedMap()
+    if not isinstance(data, CommentedMap):
+        raise InputError("the document must be a mapping of keys (name:, network:, ...)", Location(path, 1))
+    return data
+
+
+def key_line(node: Any, key: str | int) -> int:
+    """1-based line of a key in a mapping or an item in a sequence (0 when unknown)."""
+    try:
+        if isinstance(node, CommentedMap):
+            return int(node.lc.key(key)[0]) + 1
+        if isinstance(node, CommentedSeq):
+            return int(node.lc.item(key)[0]) + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        pass
+    try:
+        return int(node.lc.line) + 1
+    except AttributeError:
+        return 0
