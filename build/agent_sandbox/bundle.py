@@ -1,0 +1,50 @@
+"""Everything a tier compiles to, as files: what images carry under /etc/agent-sandbox/<tier>/.
+
+`images/compiled/policies.json` is this bundle for every shipped tier, generated (`make compile`) so that
+Nix can read it with builtins.fromJSON; a test fails when it is stale. Nobody edits it by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import profiles
+from .compilers.devcontainer import metadata_label
+from .compilers.explain import explain, render_explanation
+from .compilers.leash import compile_leash
+from .compilers.runargs import run_args
+from .model import Profile
+
+GENERATED = "images/compiled/policies.json"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False) + "\n"
+
+
+def tier_files(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> dict[str, str]:
+    return {
+        "leash.cedar": compile_leash(profile),
+        "run-args.json": _json(run_args(profile, uid=uid, gid=gid)),
+        "devcontainer-metadata.json": _json(metadata_label(profile, uid=uid, gid=gid)),
+        "explain.txt": render_explanation(explain(profile)),
+    }
+
+
+def compiled_policies(*, uid: int = 1000, gid: int = 1000) -> dict[str, Any]:
+    """The generated document for every shipped tier (the content of images/compiled/policies.json)."""
+    tiers = {}
+    for name in profiles.tier_names():
+        profile = profiles.load_profile(name)
+        tiers[name] = {
+            "lineage": list(profile.lineage),
+            "user": profile.container.user,
+            "metadata": metadata_label(profile, uid=uid, gid=gid),
+            "files": tier_files(profile, uid=uid, gid=gid),
+        }
+    return {"generator": "agent-sandbox policy compile-all", "uid": uid, "gid": gid, "tiers": tiers}
+
+
+def render_compiled(*, uid: int = 1000, gid: int = 1000) -> str:
+    return _json(compiled_policies(uid=uid, gid=gid))

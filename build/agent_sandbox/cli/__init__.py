@@ -1,0 +1,41 @@
+"""The `agent-sandbox` command. Errors become exit codes here, and only here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import SandboxError
+from .policy import policy
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agent-sandbox")
+def cli() -> None:
+    """Sandbox tiers for AI coding agents, compiled into every enforcement layer."""
+
+
+cli.add_command(policy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr for a user error, exit 2 for bad input, no traceback."""
+    try:
+        cli.main(args=argv, prog_name="agent-sandbox", standalone_mode=False)
+    except SandboxError as exc:
+        click.echo(f"agent-sandbox: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("agent-sandbox: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"agent-sandbox: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
