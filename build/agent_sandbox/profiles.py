@@ -318,6 +318,12 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
             raise InputError(f"{text!r}: not a Linux capability", where)
         return name
 
+    def added_cap(text: str, where: Location) -> str:
+        name = cap(text, where)
+        if name == "ALL":
+            raise InputError("cap_add: ALL gives the agent every capability; list the ones it needs", where)
+        return name
+
     def abs_dir(text: str, where: Location) -> str:
         return parse_path(text, where, home).path
 
@@ -340,7 +346,7 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
     container = model.Container(
         user=user,
         cap_drop=_each(_values(doc, "container", "cap_drop"), cap) if "cap_drop" in doc.get("container", {}) else defaults.cap_drop,
-        cap_add=_each(_values(doc, "container", "cap_add"), cap),
+        cap_add=_each(_values(doc, "container", "cap_add"), added_cap),
         no_new_privileges=_scalar(doc, "container", "no_new_privileges", defaults.no_new_privileges),
         memory=str(memory.value) if memory else None,
         memory_bytes=parse_size(memory.value, memory.where) if memory else None,
@@ -353,8 +359,6 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
         ),
         env=tuple((k, v.value) for k, v in doc.get("container", {}).get("env", {}).items()),
     )
-    if "ALL" in container.cap_add:
-        raise InputError("cap_add: ALL gives the agent every capability; list the ones it needs", _where(doc, "container", "cap_add", path))
     exec_section = doc.get("exec", {})
     return model.Profile(
         name=str(doc["name"].value) if "name" in doc else path.stem,

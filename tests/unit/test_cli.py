@@ -1,0 +1,83 @@
+"""The command line: every target compiles, bad input is one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TIERS = ["paranoid", "strict", "standard", "trusted"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("target", ["leash", "run-args", "devcontainer"])
+def test_every_tier_compiles_to_every_target(tier, target):
+    out = run("policy", "compile", tier, "--target", target)
+    assert out.returncode == 0, out.stderr
+    if target == "leash":
+        import cedarpy
+
+        assert cedarpy.format_policies(out.stdout)  # the real Cedar parser accepts it
+    else:
+        assert json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_explain_names_the_layers(tier):
+    out = run("policy", "explain", tier)
+    assert out.returncode == 0, out.stderr
+    assert "container runtime" in out.stdout
+
+
+def test_check_accepts_a_good_profile(write_profile):
+    path = write_profile("inherits: strict\nnetwork:\n  allow+: ['db:5432']\n")
+    out = run("policy", "check", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "ok" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("name: x\nnetwork:\n  allow: ['a:0']\n", ":3: network.allow[0]:"),
+        ("inherits: ghost\n", ":1: inherits:"),
+        ("name: x\nbogus: 1\n", ":2: bogus:"),
+    ],
+)
+def test_bad_profile_is_one_line_exit_2_no_traceback(write_profile, text, where):
+    path = write_profile(text)
+    out = run("policy", "check", str(path))
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"agent-sandbox: {path}") and where in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_tier_is_exit_2():
+    out = run("policy", "compile", "no-such-tier", "--target", "leash")
+    assert out.returncode == 2
+    assert "no such profile" in out.stderr
+
+
+def test_output_file_is_written_atomically(tmp_path: Path):
+    target = tmp_path / "strict.cedar"
+    out = run("policy", "compile", "strict", "--target", "leash", "-o", str(target))
+    assert out.returncode == 0, out.stderr
+    assert target.read_text().strip()
+    assert [p.name for p in tmp_path.iterdir()] == ["strict.cedar"]  # no temp files left behind
+
+
+def test_generated_policies_for_nix_are_fresh():
+    out = run("policy", "compile-all", "--check")
+    assert out.returncode == 0, out.stderr + out.stdout

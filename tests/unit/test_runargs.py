@@ -1,0 +1,97 @@
+"""Container run flags and devcontainer.json: what each tier compiles to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent_sandbox import egress, profiles
+from agent_sandbox.compilers.devcontainer import devcontainer_json, metadata_label
+from agent_sandbox.compilers.runargs import API_KEY_VARS, run_args
+
+TIERS = ["paranoid", "strict", "standard", "trusted"]
+
+# flag -> tiers that must carry it (all other tiers must not)
+FLAGS = {
+    "--cap-drop=ALL": {"paranoid", "strict", "standard"},
+    "--security-opt=no-new-privileges": {"paranoid", "strict", "standard"},
+    "--read-only": {"paranoid"},
+    "--network=none": {"paranoid"},
+    f"--network={egress.EGRESS_NETWORK}": {"strict"},
+    "--pids-limit=512": {"strict", "standard"},
+    "--pids-limit=256": {"paranoid"},
+    "--memory=8g": {"strict", "standard"},
+    "--memory=4g": {"paranoid"},
+    "--user=1000:1000": set(TIERS),
+    "--tmpfs=/tmp:rw,nosuid,nodev,mode=1777": set(TIERS),
+    f"--env=HTTPS_PROXY={egress.PROXY_URL}": {"strict"},
+    "--env=ANTHROPIC_API_KEY": {"strict", "standard", "trusted"},
+}
+
+
+@pytest.mark.parametrize("flag, tiers", FLAGS.items(), ids=list(FLAGS))
+def test_flag_is_present_exactly_in_its_tiers(flag, tiers):
+    for tier in TIERS:
+        assert (flag in run_args(profiles.load_profile(tier))) == (tier in tiers), tier
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_api_keys_pass_by_name_never_by_value(tier):
+    env = {name: "sk-secret-value" for name in API_KEY_VARS}
+    args = run_args(profiles.load_profile(tier), host_env=env)
+    assert not any("sk-secret-value" in arg for arg in args)
+    config = json.dumps(devcontainer_json(profiles.load_profile(tier), "img"))
+    assert "sk-secret-value" not in config
+
+
+@pytest.mark.parametrize("tier, suffix", [("paranoid", ",readonly"), ("strict", ""), ("trusted", "")])
+def test_workspace_mount_mode_follows_the_filesystem_rules(tier, suffix):
+    args = run_args(profiles.load_profile(tier), workspace="/src/repo")
+    assert f"--mount=type=bind,source=/src/repo,target=/workspace{suffix}" in args
+
+
+def test_paranoid_home_is_a_tmpfs_owned_by_the_user():
+    args = run_args(profiles.load_profile("paranoid"), uid=1234, gid=99)
+    assert "--tmpfs=/home/vscode:rw,nosuid,nodev,mode=0700,uid=1234,gid=99" in args
+
+
+def test_trusted_mounts_expand_local_env():
+    args = run_args(profiles.load_profile("trusted"), host_env={"HOME": "/home/me"})
+    assert "--mount=type=bind,source=/home/me/.ssh,target=/home/vscode/.ssh,readonly" in args
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_metadata_label_carries_the_same_run_flags(tier):
+    profile = profiles.load_profile(tier)
+    (entry,) = metadata_label(profile)
+    flags = entry["customizations"]["agent-sandbox"]["runArgs"]
+    assert flags == devcontainer_json(profile, "img")["runArgs"]
+    assert set(flags) <= set(run_args(profile))
+    assert entry["remoteUser"] == "vscode"
+    assert ("securityOpt" in entry) == profile.container.no_new_privileges
+
+
+@pytest.mark.skipif(shutil.which("devcontainer") is None, reason="Dev Containers CLI (npm @devcontainers/cli) not installed")
+@pytest.mark.parametrize("tier", TIERS)
+def test_devcontainer_cli_accepts_the_config(tier, tmp_path: Path):
+    """The reference implementation of the Dev Containers spec reads our file and resolves ${localEnv:...}."""
+    (tmp_path / ".devcontainer").mkdir()
+    profile = profiles.load_profile(tier)
+    (tmp_path / ".devcontainer" / "devcontainer.json").write_text(json.dumps(devcontainer_json(profile, "localhost/x:latest")))
+    out = subprocess.run(
+        ["devcontainer", "read-configuration", "--docker-path", shutil.which("podman") or "docker", "--workspace-folder", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": "/home/tester", "ANTHROPIC_API_KEY": "k"},
+    )
+    assert out.returncode == 0, out.stderr
+    config = json.loads(out.stdout)["configuration"]
+    assert config["image"] == "localhost/x:latest"
+    assert config["remoteUser"] == "vscode"
+    assert config["workspaceMount"].endswith(",readonly") == (profile.workspace_mode == "ro")
+    if tier != "paranoid":
+        assert config["containerEnv"]["ANTHROPIC_API_KEY"] == "k"
+    if tier == "trusted":
+        assert "source=/home/tester/.ssh,target=/home/vscode/.ssh,type=bind,readonly" in config["mounts"]
