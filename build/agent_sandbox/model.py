@@ -130,6 +130,9 @@ class Exec:
     deny: tuple[str, ...] = ()
     search_path: tuple[str, ...] = ("/usr/bin", "/usr/sbin", "/usr/local/bin")
     where: Location = _where()
+    # Where each allow/deny entry was written (parallel to allow/deny; may be empty): for error messages only.
+    allow_where: tuple[Location, ...] = attrs.field(default=(), eq=False, repr=False, hash=False)
+    deny_where: tuple[Location, ...] = attrs.field(default=(), eq=False, repr=False, hash=False)
 
     @property
     def restricted(self) -> bool:

@@ -384,6 +384,8 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
                 else model.Exec().search_path
             ),
             where=Location(path, 0, "exec"),
+            allow_where=tuple(v.where for v in _values(doc, "exec", "allow")),
+            deny_where=tuple(v.where for v in _values(doc, "exec", "deny")),
         ),
         audit=model.Audit(
             level=level,

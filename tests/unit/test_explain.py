@@ -1,0 +1,122 @@
+"""`policy explain`: per class, what is allowed and denied, which layer enforces it, and what no layer does."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_sandbox import profiles
+from agent_sandbox.compilers import explain as ex
+
+TIERS = ("paranoid", "strict", "standard", "trusted")
+
+
+def explained(tier: str) -> ex.Explanation:
+    return ex.explain(profiles.load_profile(tier))
+
+
+# (tier, class, where to look: a layer, "summary", "allowed", "denied" or "unenforced", text it must contain)
+CLAIMS = [
+    # network
+    ("paranoid", "network", ex.CONTAINER, "--network=none"),
+    ("paranoid", "network", ex.LEASH_KERNEL, 'forbid Host::"*"'),
+    ("paranoid", "network", "allowed", "loopback only"),
+    ("strict", "network", "summary", "proxied allowlist"),
+    ("strict", "network", "allowed", "api.anthropic.com:443"),
+    ("strict", "network", ex.CONTAINER, "internal network"),
+    ("strict", "network", ex.EGRESS, "NOT SHIPPED YET"),
+    ("strict", "network", ex.EGRESS, "no egress at all (fail closed)"),
+    ("strict", "network", ex.LEASH_KERNEL, "resolved"),
+    ("strict", "network", ex.LEASH_PROXY, "80/443"),
+    ("strict", "network", "unenforced", "*.cursor.com also matches badcursor.com"),
+    ("strict", "network", "unenforced", "IPv6"),
+    ("standard", "network", "summary", "open, 1 denied"),
+    ("standard", "network", "denied", "169.254.169.254"),
+    ("standard", "network", ex.LEASH_KERNEL, "denied addresses"),
+    ("standard", "network", "unenforced", "Without Leash nothing enforces network.deny"),
+    ("trusted", "network", "allowed", "every host"),
+    # filesystem
+    ("paranoid", "filesystem", "summary", "read-only root"),
+    ("paranoid", "filesystem", ex.CONTAINER, "--read-only root"),
+    ("paranoid", "filesystem", ex.CONTAINER, "/workspace mounted ro"),
+    ("paranoid", "filesystem", "unenforced", "Leash's own CA install"),
+    ("strict", "filesystem", ex.CONTAINER, "/workspace mounted rw"),
+    ("strict", "filesystem", ex.LEASH_KERNEL, "longest matching path wins"),
+    ("strict", "filesystem", ex.LEASH_KERNEL, "Leash's own bootstrap: /etc/ssl/certs/"),
+    ("strict", "filesystem", "denied", "/home/vscode/.ssh/**"),
+    ("strict", "filesystem", "allowed", "read-only /workspace/.git/hooks/**"),
+    ("strict", "filesystem", "unenforced", "Without Leash, filesystem.read and filesystem.deny are not enforced"),
+    ("strict", "filesystem", "unenforced", "/home/vscode/.bashrc"),
+    ("strict", "filesystem", "unenforced", "apt-get, dpkg* and update*"),
+    ("strict", "filesystem", "unenforced", "/etc/shadow also covers /etc/shadow-"),
+    ("trusted", "filesystem", "summary", "unrestricted"),
+    ("trusted", "filesystem", "unenforced", "/home/vscode/.ssh"),
+    # exec
+    ("strict", "exec", "summary", "deny-list"),
+    ("strict", "exec", "denied", "sudo"),
+    ("strict", "exec", ex.LEASH_KERNEL, "/usr/bin, /usr/sbin, /usr/local/bin"),
+    ("strict", "exec", ex.CONTAINER, "no-new-privileges"),
+    ("strict", "exec", "unenforced", "only matches binaries in exec.search_path"),
+    ("strict", "exec", "unenforced", "/nix/store"),
+    ("trusted", "exec", "summary", "unrestricted"),
+    ("trusted", "exec", "unenforced", "exec is unrestricted"),
+    ("trusted", "exec", ex.CONTAINER, "no-new-privileges is off"),
+    # capabilities and limits: the container runtime only
+    ("strict", "capabilities/limits", ex.CONTAINER, "--cap-drop ALL"),
+    ("strict", "capabilities/limits", ex.CONTAINER, "memory 8g"),
+    ("paranoid", "capabilities/limits", ex.CONTAINER, "pids 256"),
+    ("trusted", "capabilities/limits", "unenforced", "default container capabilities"),
+    ("trusted", "capabilities/limits", "unenforced", "no memory limit"),
+    # audit
+    ("strict", "audit", ex.LEASH_KERNEL, "proc.exec"),
+    ("strict", "audit", ex.LEASH_PROXY, "http.request"),
+    ("strict", "audit", "unenforced", "Authorization"),
+    ("trusted", "audit", "unenforced", "audit.level none is not applied by Leash"),
+]
+
+
+def look(cls: ex.ClassExplanation, where: str) -> str:
+    if where in ex.LAYERS:
+        what = cls.layer(where)
+        assert what is not None, f"{where} plays no part in {cls.name}"
+        return what
+    value = getattr(cls, where)
+    return value if isinstance(value, str) else "\n".join(value)
+
+
+@pytest.mark.parametrize("tier, name, where, text", CLAIMS, ids=[f"{c[0]}-{c[1]}-{c[2]}-{c[3]}" for c in CLAIMS])
+def test_explanation_says(tier, name, where, text):
+    assert text in look(explained(tier).of(name), where)
+
+
+@pytest.mark.parametrize(
+    "tier, name, layer",
+    [
+        ("paranoid", "network", ex.EGRESS),  # no proxy: there is no network
+        ("standard", "network", ex.EGRESS),  # open tiers do not use it
+        ("strict", "capabilities/limits", ex.LEASH_KERNEL),  # Leash plays no part in limits
+        ("strict", "filesystem", ex.LEASH_PROXY),
+    ],
+)
+def test_layer_plays_no_part(tier, name, layer):
+    assert explained(tier).of(name).layer(layer) is None
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_class_is_explained_with_known_layers_and_an_honest_gap_list(tier):
+    expl = explained(tier)
+    assert tuple(c.name for c in expl.classes) == ex.CLASSES
+    for cls in expl.classes:
+        assert cls.enforced_by and all(e.layer in ex.LAYERS for e in cls.enforced_by)
+        assert cls.unenforced  # every class says what no layer enforces (or that nothing is missing)
+    assert any("BPF LSM" in note for note in expl.notes)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_rendered_table_names_each_class_and_layer_and_is_deterministic(tier):
+    text = ex.render_explanation(explained(tier))
+    assert text == ex.render_explanation(explained(tier))
+    for name in ex.CLASSES:
+        assert f"\n{name.upper()}: " in text
+    assert "container runtime" in text and "not enforced by any layer" in text
+    assert "/work/" not in text  # no checkout paths: the text is committed in images/compiled
+    assert max(len(line) for line in text.splitlines()) <= 120
