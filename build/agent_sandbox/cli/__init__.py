@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import SandboxError
+from .build import build
 from .policy import policy
 
 
@@ -17,6 +18,7 @@ def cli() -> None:
 
 
 cli.add_command(policy)
+cli.add_command(build)
 
 
 def main(argv: list[str] | None = None) -> int:

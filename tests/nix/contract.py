@@ -1,0 +1,118 @@
+"""What mkDevContainer must pass to dockerTools.buildLayeredImage: the contract, as plain checks.
+
+Each check raises AssertionError naming the broken promise. The tests call them on the arguments
+the stand-in recorded; test_contract_catches_wrong_calls calls them on a deliberately broken
+copy of nixlib to show they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent_sandbox import profiles
+from agent_sandbox.compilers.devcontainer import metadata_label
+from agent_sandbox.images import Catalog, Image, image_tools
+
+from nixharness import attr_of
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+INSTALL_POLICY = re.compile(r"^install -D -m 0644 (\S+) \./etc/agent-sandbox/([^/\s]+)/(\S+)$", re.MULTILINE)
+SETUID = re.compile(r"chmod\s+(-\S+\s+)*([0-7]?[4-7][0-7]{3}|[ugoa]*\+[rwx]*s)\b")
+
+
+def nix_attr(tool_nix: str, tool_name: str) -> str:
+    """The stand-in attribute of a catalog tool: its nixpkgs attribute, or nixlib's own package."""
+    return tool_nix or tool_name
+
+
+def expected_contents(image: Image, catalog: Catalog, agents: Sequence[str]) -> list[str]:
+    tools = [nix_attr(t.nix, t.name) for t in image_tools(image, catalog)]
+    extra = [] if "update-ca-certificates" in tools else ["update-ca-certificates"]
+    return tools + [catalog.agents[a].nix for a in agents] + extra
+
+
+def env_of(config: dict[str, Any]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in config["Env"])
+
+
+def check_contents(args: dict[str, Any], image: Image, catalog: Catalog, agents: Sequence[str]) -> None:
+    got = [attr_of(p) for p in args["contents"]]
+    assert got == expected_contents(image, catalog, agents), f"contents {got}"
+
+
+def check_config(args: dict[str, Any], image: Image, user: str = "vscode") -> None:
+    config = args["config"]
+    assert config["User"] == user and config["User"] not in ("root", "0"), f"User {config['User']!r}"
+    assert config["WorkingDir"] == "/workspace", config["WorkingDir"]
+    env = env_of(config)
+    assert env["HOME"] == f"/home/{user}" and env["USER"] == user, env
+    assert env["SSL_CERT_FILE"] == CA_BUNDLE and env["NIX_SSL_CERT_FILE"] == CA_BUNDLE, env
+    assert "/bin" in env["PATH"].split(":") and "NIX_PATH" in env, env
+    assert len(config["Cmd"]) == 1 and attr_of(config["Cmd"][0].removesuffix("/bin/bash")) == "bashInteractive"
+    assert "Entrypoint" not in config, "Leash injects its own entrypoint; the image must not set one"
+    assert args["enableFakechroot"] is True and 1 < args.get("maxLayers", 100) <= 125
+
+
+def check_labels(args: dict[str, Any], image: Image, agents: Sequence[str], tier: str) -> None:
+    labels = args["config"]["Labels"]
+    expected_metadata = metadata_label(profiles.load_profile(tier), uid=image.uid, gid=image.gid)
+    assert json.loads(labels["devcontainer.metadata"]) == expected_metadata, "devcontainer.metadata differs from Python's"
+    assert labels["dev.agent-sandbox.tier"] == tier
+    assert labels["dev.agent-sandbox.agents"] == ",".join(agents), labels["dev.agent-sandbox.agents"]
+    assert labels["org.opencontainers.image.title"] == image.name
+    assert labels["org.opencontainers.image.description"] == image.description
+    assert labels["org.opencontainers.image.source"] == image.source
+    assert labels["org.opencontainers.image.revision"]  # the commit, "dirty" outside a clean checkout
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", labels["org.opencontainers.image.version"])
+
+
+def check_root_commands(args: dict[str, Any], image: Image, user: str = "vscode") -> None:
+    cmds = args["fakeRootCommands"]
+    shell = env_shell(args)
+    home = f"/home/{user}"
+    assert f"\n{user}:x:{image.uid}:{image.gid}:{user}:{home}:{shell}\n" in cmds, "passwd line for the user"
+    assert f"\n{user}:x:{image.gid}:\n" in cmds, "group line for the user"
+    assert "\nroot:!:1::::::\n" in cmds, "root has no password"
+    assert re.search(r"^chmod 1777 \./tmp\b", cmds, re.MULTILINE), "/tmp 1777"
+    assert f"chown -R {image.uid}:{image.gid} .{home} ./workspace" in cmds, "/workspace and home owned by the user"
+    assert "mkdir -p ./etc/ssl/certs ./usr/local/share/ca-certificates" in cmds
+    assert re.search(r"^UPDATE_CA_CERTIFICATES_SYSROOT=\. \S+-stand-in-update-ca-certificates/bin/update-ca-certificates$", cmds, re.MULTILINE)
+    assert "./usr/sbin/update-ca-certificates" in cmds
+    code = "\n".join(line for line in cmds.splitlines() if not line.lstrip().startswith("#"))
+    assert "sudo" not in code, "no sudo in the image"
+    assert not SETUID.search(code), "no setuid bit may be set"
+
+
+def env_shell(args: dict[str, Any]) -> str:
+    return args["config"]["Cmd"][0]
+
+
+def policy_files(args: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """{tier: {file: content}} installed by fakeRootCommands (contents read from the store files)."""
+    files: dict[str, dict[str, str]] = {}
+    for store, tier, name in INSTALL_POLICY.findall(args["fakeRootCommands"]):
+        files.setdefault(tier, {})[name] = Path(store).read_text(encoding="utf-8")
+    return files
+
+
+def check_policies(args: dict[str, Any], image: Image) -> None:
+    from agent_sandbox import bundle  # needs every compiler (Leash, explain)
+
+    expected = {
+        tier: bundle.tier_files(profiles.load_profile(tier), uid=image.uid, gid=image.gid)
+        for tier in profiles.tier_names()
+    }
+    assert policy_files(args) == expected, "policy files differ from the Python bundle"
+    assert "chmod -R a-w,a+rX ./etc/agent-sandbox" in args["fakeRootCommands"]
+
+
+def check_image(args: dict[str, Any], image: Image, catalog: Catalog, agents: Sequence[str], tier: str) -> None:
+    check_contents(args, image, catalog, agents)
+    check_config(args, image)
+    check_labels(args, image, agents, tier)
+    check_root_commands(args, image)
+    check_policies(args, image)

@@ -1,0 +1,249 @@
+"""The flake's outputs, evaluated against the test stand-in (see nixharness.py), hold the contract.
+
+These tests cannot build the real image (nixpkgs is not reachable here); they check what our
+Nix code passes to nixpkgs: package lists, image config, labels, root commands, policy files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+
+from agent_sandbox import profiles
+from agent_sandbox.images import load_catalog, load_image
+
+import contract
+from nixharness import FIXTURE, REPO, SYSTEM, SYSTEMS, Harness, attr_of, requires_nix
+
+pytestmark = requires_nix
+
+IMAGE = "agent-sandbox-devcontainer"
+OWNER_SETS = ("base", "vscodeCompat", "devTools", "nixTools")
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def image(catalog):
+    return load_image(IMAGE, catalog)
+
+
+# ------------------------------------------------------------------ outputs
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_outputs_evaluate_with_override_input(harness: Harness, system: str) -> None:
+    """The real flake.lock, nixpkgs overridden on the command line by the stand-in's absolute path."""
+
+    def names(output: str) -> list[str]:
+        proc = harness.run(
+            ["eval", "--json", f"path:{harness.plain}#{output}.{system}", "--apply", "builtins.attrNames",
+             "--override-input", "nixpkgs", f"path:{harness.stand_in}", "--no-write-lock-file"],
+        )  # fmt: skip
+        return json.loads(proc.stdout)
+
+    assert names("packages") == ["agent-sandbox", IMAGE, "leash"]
+    assert names("lib") == ["mkAgentImage", "mkDevContainer"]
+    assert set(OWNER_SETS) | {"agentTools", "agentSandbox", "agentCLIs"} <= set(names("packageSets"))
+    assert names("devShells") == ["default"]
+    assert names("checks") == ["agent-sandbox", "leash-version", "policies-fresh"]
+    # the lock file in the copy is untouched: nixpkgs stays pinned for real builds
+    assert (harness.plain / "flake.lock").read_text() == (REPO / "flake.lock").read_text()
+
+
+def test_flake_lock_pins_the_owners_nixpkgs() -> None:
+    lock = json.loads((REPO / "flake.lock").read_text())
+    fixture = tomllib.loads(FIXTURE.read_text())
+    nixpkgs = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
+    assert nixpkgs["locked"] == {
+        "lastModified": fixture["pinned_last_modified"],
+        "narHash": fixture["pinned_nar_hash"],
+        "owner": "NixOS",
+        "repo": "nixpkgs",
+        "rev": fixture["pinned_rev"],
+        "type": "github",
+    }
+    assert nixpkgs["original"] == {"owner": "NixOS", "ref": "nixpkgs-unstable", "repo": "nixpkgs", "type": "github"}
+    assert set(lock["nodes"]) == {"root", "nixpkgs"}, "no other inputs: nothing else to fetch"
+
+
+# ------------------------------------------------------------------ package sets
+def test_package_sets_are_the_catalog(summary: dict[str, Any], catalog) -> None:
+    for key in ("packageSets", "packageSetsArm"):
+        sets = summary[key]
+        assert set(sets) == set(catalog.sets) | {"agentCLIs"}
+        for name, tools in catalog.sets.items():
+            want = [contract.nix_attr(catalog.tools[t].nix, t) for t in tools]
+            assert [attr_of(p) for p in sets[name]] == want, name
+        assert [attr_of(p) for p in sets["agentCLIs"]] == [catalog.agents[a].nix for a in sorted(catalog.agents)]
+
+
+def test_no_package_list_is_written_in_nix(catalog) -> None:
+    """One source of truth: which tools an image holds is in catalog.toml, not in Nix code. Only the
+    packages mkDevContainer needs for paths inside the image are named in Nix."""
+    nix_code = "\n".join(p.read_text() for p in [REPO / "flake.nix", *sorted((REPO / "nixlib").glob("*.nix"))])
+    assert "with pkgs; [" not in nix_code
+    used_for_paths = {"bashInteractive", "coreutils", "findutils", "gnugrep", "cacert", "glibc", "stdenv.cc.cc.lib", "nix-direnv"}
+    attrs = [t.nix for t in catalog.tools.values() if t.nix] + [a.nix for a in catalog.agents.values()]
+    named = {a for a in attrs if re.search(rf"pkgs\.{re.escape(a)}(?![\w.-])", nix_code)}
+    assert named <= used_for_paths, named - used_for_paths
+
+
+# ------------------------------------------------------------------ the image
+def test_image_holds_the_contract(summary: dict[str, Any], image, catalog) -> None:
+    contract.check_image(summary["image"], image, catalog, image.agents, image.tier)
+    assert summary["imageName"] == f"{image.registry}/{image.name}" and summary["imageTag"] == image.tag
+
+
+def test_image_for_aarch64_holds_the_same_contract(summary: dict[str, Any], image, catalog) -> None:
+    contract.check_image(summary["imageArm"], image, catalog, image.agents, image.tier)
+
+
+def test_metadata_label_is_the_python_compilers(summary: dict[str, Any], image) -> None:
+    from agent_sandbox.compilers.devcontainer import metadata_label
+
+    label = summary["image"]["config"]["Labels"]["devcontainer.metadata"]
+    assert json.loads(label) == metadata_label(profiles.load_profile(image.tier))
+
+
+def test_every_tier_is_installed_with_the_bundles_files(summary: dict[str, Any], image) -> None:
+    files = contract.policy_files(summary["image"])
+    assert sorted(files) == sorted(profiles.tier_names())
+    contract.check_policies(summary["image"], image)
+
+
+def test_variant_changes_agents_tier_and_tag(summary: dict[str, Any], image, catalog) -> None:
+    from agent_sandbox.backends.nix import variant_tag
+
+    variant = summary["variant"]
+    contract.check_image(variant, image, catalog, ("claude",), "paranoid")
+    agents = {attr_of(p) for p in variant["contents"]} & {a.nix for a in catalog.agents.values()}
+    assert agents == {"claude-code"}
+    assert variant["config"]["Labels"]["dev.agent-sandbox.tier"] == "paranoid"
+    assert summary["variantTag"] == variant_tag(image, ["claude"], "paranoid") == "latest-paranoid-claude"
+    assert variant["config"]["Labels"] != summary["image"]["config"]["Labels"]
+
+
+# ------------------------------------------------------------------ Leash, the CLI, the dev shell
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_leash_comes_from_the_pinned_release(summary: dict[str, Any], system: str) -> None:
+    sources = tomllib.loads((REPO / "images" / "sources.toml").read_text())
+    pin = sources["leash"][system]
+    leash = summary["leash"][system]
+    assert leash["src"] == {"url": pin["url"], "hash": pin["hash"]}
+    assert pin["hash"].startswith("sha256-") and len(pin["hash"]) == 51
+    arch = {"x86_64-linux": "amd64", "aarch64-linux": "arm64"}[system]
+    v = sources["leash"]["version"]
+    assert pin["url"] == f"https://github.com/strongdm/leash/releases/download/v{v}/leash_{v}_linux_{arch}.tar.gz"
+    assert leash["args"]["pname"] == "leash" and leash["args"]["version"] == v
+    assert 'install -D -m 0755 "$bin" "$out/bin/leash"' in leash["args"]["installPhase"]
+
+
+def test_leash_without_hash_stops_evaluation(harness: Harness) -> None:
+    copy = harness.mutated(
+        "no-leash-hash", "images/sources.toml",
+        'hash = "sha256-YuZEVTEzw0158P5tC9OsaFrn8SEPDBvqipwPYMzRcNo="', 'hash = ""',
+    )  # fmt: skip
+    _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.leash.outPath", check=False)
+    assert proc.returncode != 0
+    assert "has no hash for x86_64-linux" in proc.stderr and "nix store prefetch-file" in proc.stderr
+
+
+def test_cli_package(summary: dict[str, Any]) -> None:
+    cli = summary["cli"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert cli["pname"] == pyproject["project"]["name"] and cli["version"] == pyproject["project"]["version"]
+    deps = {attr_of(p).removeprefix("python3Packages.").replace("-", ".") for p in cli["dependencies"]}
+    wanted = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower() for d in pyproject["project"]["dependencies"]}
+    assert deps == wanted
+    assert cli["pyproject"] is True and cli["pythonImportsCheck"] == ["agent_sandbox"]
+    assert "agent_sandbox/data" in cli["postInstall"]
+
+
+def test_dev_shell_has_python_cli_and_leash(summary: dict[str, Any]) -> None:
+    names = [p.rsplit("-stand-in-", 1)[1] for p in summary["devShell"]["packages"]]
+    assert names[0] == "python3" and names[1].startswith("agent-sandbox-") and names[2].startswith("leash-")
+
+
+def test_checks(summary: dict[str, Any]) -> None:
+    assert "policy compile-all --check" in summary["checks"]["policies-fresh"]["script"]
+    assert "/bin/leash --version" in summary["checks"]["leash-version"]["script"]
+
+
+# ------------------------------------------------------------------ unfree, fixture, stand-in
+def test_unfree_is_allowed_only_by_name(harness: Harness, catalog) -> None:
+    flake = (REPO / "flake.nix").read_text()
+    assert "allowUnfree = false;" in flake and "allowUnfree = true" not in flake
+    unfree = {a.nix for a in catalog.agents.values() if a.unfree}
+    fixture = tomllib.loads(FIXTURE.read_text())["attrs"]
+    assert unfree == {k for k, v in fixture.items() if v.get("unfree")} == {"claude-code", "cursor-cli"}
+    # without the predicate the stand-in refuses them, as nixpkgs does
+    copy = harness.mutated(
+        "no-unfree-predicate", "flake.nix",
+        "allowUnfreePredicate = pkg: builtins.elem (util.packageName pkg) unfreeAllowed;",
+        "allowUnfreePredicate = pkg: false;",
+    )  # fmt: skip
+    _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.outPath", check=False)
+    assert proc.returncode != 0 and "has an unfree license" in proc.stderr
+
+
+def test_every_fixture_entry_is_used(summary: dict[str, Any]) -> None:
+    """The stand-in offers only fixture entries (anything else fails evaluation); and none is stale."""
+    fixture = tomllib.loads(FIXTURE.read_text())["attrs"]
+    assert set(summary["_traced"]) == set(fixture)
+
+
+def test_stand_in_implements_every_function(harness: Harness) -> None:
+    fixture = tomllib.loads(FIXTURE.read_text())["attrs"]
+    impls, _ = harness.eval_expr(
+        f'builtins.attrNames (import {harness.stand_in}/impls.nix {{ system = "{SYSTEM}"; fakeHash = x: x; }})'
+    )
+    assert set(impls) == {name for name, spec in fixture.items() if spec["kind"] != "package"}
+    for name, spec in fixture.items():
+        assert spec["kind"] in ("package", "function", "value") and spec["defined_in"] and spec["checked_at"], name
+
+
+def test_stand_in_rejects_unknown_attributes(harness: Harness) -> None:
+    """An attribute missing from the fixture fails evaluation (so the flake cannot use one silently)."""
+    copy = harness.mutated("unknown-attr", "nixlib/update-ca-certificates.nix", "${pkgs.gnugrep}/bin", "${pkgs.busybox}/bin")
+    _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.outPath", check=False)
+    assert proc.returncode != 0 and "busybox" in proc.stderr
+
+
+# ------------------------------------------------------------------ the contract checks can fail
+MUTATIONS = {
+    "runs-as-root": ("nixlib/mk-dev-container.nix", "    User = user;\n", '    User = "root";\n', "User"),
+    "setuid-sudo": (
+        "nixlib/mk-dev-container.nix",
+        "    chmod 0700 ./root\n",
+        "    chmod 0700 ./root\n    cp ${pkgs.coreutils}/bin/env ./usr/bin/sudo\n    chmod 4755 ./usr/bin/sudo\n",
+        "sudo",
+    ),
+    "no-policies": ("nixlib/mk-dev-container.nix", "    ${installPolicies}\n", "\n", "policy files"),
+    "wrong-metadata-tier": (
+        "nixlib/mk-dev-container.nix",
+        '"devcontainer.metadata" = builtins.toJSON tierDoc.metadata;',
+        '"devcontainer.metadata" = builtins.toJSON policies.tiers.trusted.metadata;',
+        "devcontainer.metadata",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_contract_catches_wrong_calls(harness: Harness, name: str, image, catalog) -> None:
+    path, old, new, complaint = MUTATIONS[name]
+    copy = harness.mutated(f"mutant-{name}", path, old, new)
+    value, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.standInArgs")
+    with pytest.raises(AssertionError, match=complaint):
+        contract.check_image(value, image, catalog, image.agents, image.tier)
+
+
+def test_stand_in_rejects_unknown_build_arguments(harness: Harness) -> None:
+    copy = harness.mutated("bad-argument", "nixlib/mk-dev-container.nix", "  maxLayers = 100;\n", "  maxLayerz = 100;\n")
+    _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.outPath", check=False)
+    assert proc.returncode != 0 and "maxLayerz" in proc.stderr
