@@ -1,0 +1,521 @@
+"""`agent-sandbox build --backend debian`: the image description built on Debian, in three cached layers.
+
+The plan (what to build, cache keys, labels, scripts) is pure: debian_plan.py. The commands (mmdebstrap,
+podman/docker) are at the edge: engine.py. This module runs the phases, reports progress and rolls back:
+
+    base      mmdebstrap rootfs -> `import`                         (Debian packages, user, CA layout)
+    agents    `run` (host CA bundle mounted for this step only) -> `commit`   (npm / PyPI agent CLIs)
+    policies  `build` of a generated Containerfile                 (/etc/agent-sandbox/<tier>/, labels, config)
+
+Each layer is tagged <cache repo>:<phase>-<key>; a layer whose tag exists is not built again. Only a complete
+build is tagged with the image's local reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from .. import __version__, profiles
+from ..compilers.devcontainer import metadata_label
+from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
+from ..images import Catalog, Image, check_agents, load_catalog, load_image
+from ..paths import project_root
+from . import debian_plan as dp
+from .engine import Engine, check_engine_ready, mmdebstrap_argv, require_tool, resolve_engine, run_streaming
+
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_OFF = ("", "0", "no", "none", "off", "false")
+
+
+# ------------------------------------------------------------------ result
+@attrs.frozen
+class BuildResult:
+    """What a build produced (a dry run: what it would build).
+
+    `agents`: the agents the image holds (each one's `--version` ran in the build); `agent_versions` also has
+    the node and npm it runs on. `skipped`: tools and agents of the description the image goes without.
+    `cache_hits`: phase -> reused from cache. `sizes`: phase -> size in bytes of the image up to that layer,
+    and "image" -> the final image's size.
+    """
+
+    image: str
+    engine: str
+    agents: tuple[str, ...]
+    agent_versions: Mapping[str, str]
+    skipped: tuple[dp.Skipped, ...]
+    cache_hits: Mapping[str, bool]
+    sizes: Mapping[str, int]
+    seconds: float
+    keys: Mapping[str, str] = attrs.field(factory=dict)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        hits = ", ".join(f"{p} {'cached' if hit else 'built'}" for p, hit in self.cache_hits.items())
+        verb = "would build" if self.dry_run else "built"
+        if self.cache_hits and all(self.cache_hits.values()):
+            verb = "up to date:"
+        lines = [f"{verb} {self.image} with {self.engine} in {self.seconds:.1f} s"]
+        if hits:
+            lines.append(f"  layers: {hits}")
+        if self.sizes.get("image"):
+            lines.append(f"  size: {human_size(self.sizes['image'])}")
+        if self.agents:
+            versions = ", ".join(f"{a} {self.agent_versions.get(a, '?')}" for a in self.agents)
+            lines.append(f"  agents: {versions}")
+        for s in self.skipped:
+            lines.append(f"  skipped {s.kind} {s.name}: {s.reason}")
+        return "\n".join(lines)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+# ------------------------------------------------------------------ progress
+class Reporter(Protocol):
+    def start(self, phase: str, what: str) -> None: ...
+    def line(self, text: str) -> None: ...
+    def done(self, phase: str, summary: str) -> None: ...
+    def info(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, phase: str, what: str) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+    def done(self, phase: str, summary: str) -> None:
+        pass
+
+    def info(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """One spinner line per running phase (last output line, elapsed time), one summary line per phase."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[phase]:<9}[/]"),
+            TextColumn("{task.description}", markup=False),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task: Any = None
+        self.what = ""
+        self.started = 0.0
+
+    def start(self, phase: str, what: str) -> None:
+        self.what, self.started = what, time.monotonic()
+        self.progress.start()
+        self.task = self.progress.add_task(what, phase=phase, total=None)
+
+    def line(self, text: str) -> None:
+        if self.task is not None:
+            width = max(20, self.console.width - 40)
+            shown = text.strip().replace("\r", "")
+            self.progress.update(self.task, description=f"{self.what}: {shown[: width - len(self.what)]}")
+
+    def done(self, phase: str, summary: str) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+            self.progress.stop()
+        self.console.print(f"[green]✓[/] [bold]{phase:<9}[/] {summary}", soft_wrap=True)
+
+    def info(self, text: str) -> None:
+        self.console.print(text, markup=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.progress.stop()
+
+
+def make_reporter(progress: Reporter | bool) -> Reporter:
+    if progress is True:
+        return RichReporter()
+    if progress is False or progress is None:
+        return SilentReporter()
+    return progress
+
+
+# ------------------------------------------------------------------ inputs (read-only)
+def git_revision(root: Path) -> str:
+    """HEAD's commit of the repository at root, read from .git without running git ("" when unknown)."""
+    try:
+        gitdir = root / ".git"
+        if gitdir.is_file():  # a worktree: "gitdir: <path>"
+            gitdir = (root / gitdir.read_text().split(":", 1)[1].strip()).resolve()
+        common = gitdir
+        if (gitdir / "commondir").is_file():
+            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        head = (gitdir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head[4:].strip()
+        for base in (gitdir, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+        for line in (common / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except (OSError, IndexError):
+        pass
+    return ""
+
+
+def resolve_build_ca(env: Mapping[str, str]) -> Path | None:
+    """The CA bundle mounted during the agents step: AGENT_SANDBOX_BUILD_CA (a path, or off), else the host's."""
+    value = env.get("AGENT_SANDBOX_BUILD_CA")
+    if value is None or value == "auto":
+        return HOST_CA if HOST_CA.is_file() else None
+    if value.strip().lower() in CA_OFF:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"AGENT_SANDBOX_BUILD_CA={value}: no such file (a CA bundle, or 'off')")
+    return path
+
+
+def tier_bundle(tier_profile: Any, uid: int, gid: int) -> dict[str, dict[str, str]]:
+    """/etc/agent-sandbox/<tier>/ files for every shipped tier (and the chosen one, if it is a custom profile)."""
+    from .. import bundle  # the compilers behind it are heavier; only needed when planning a build
+
+    files = {name: bundle.tier_files(profiles.load_profile(name), uid=uid, gid=gid) for name in profiles.tier_names()}
+    if tier_profile.name not in files:
+        files[tier_profile.name] = bundle.tier_files(tier_profile, uid=uid, gid=gid)
+    return files
+
+
+def load_inputs(
+    image_name: str, agents: Sequence[str] | None, tier: str | None
+) -> tuple[Image, Catalog, tuple[str, ...], Any]:
+    catalog = load_catalog()
+    image = load_image(image_name, catalog)
+    chosen = tuple(agents) if agents is not None else image.agents
+    check_agents(chosen, catalog, Location("--agents"))
+    profile = profiles.load_profile(tier or image.tier)
+    return image, catalog, chosen, profile
+
+
+def plan_build(
+    image_name: str,
+    *,
+    agents: Sequence[str] | None = None,
+    tier: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dp.Plan:
+    """Everything but the commands: read the description, compile the tiers, compute keys."""
+    env = os.environ if env is None else env
+    image, catalog, chosen, profile = load_inputs(image_name, agents, tier)
+    try:
+        pins = dp.parse_pins(env.get("AGENT_SANDBOX_AGENT_PINS", ""))
+    except ValueError as exc:
+        raise InputError(f"AGENT_SANDBOX_AGENT_PINS: {exc}") from None
+    return dp.make_plan(
+        image,
+        catalog,
+        agents=chosen,
+        tier=profile.name,
+        user_name=profile.container.user,
+        tier_files=tier_bundle(profile, image.uid, image.gid),
+        metadata=metadata_label(profile, uid=image.uid, gid=image.gid),
+        revision=git_revision(project_root()),
+        version=__version__,
+        machine=platform.machine(),
+        pins=pins,
+        cache_repo=env.get("AGENT_SANDBOX_CACHE_REPO") or dp.DEFAULT_CACHE_REPO,
+    )
+
+
+# ------------------------------------------------------------------ phases
+def scratch_dir(prefix: str) -> Path:
+    parent = os.environ.get("AGENT_SANDBOX_BUILD_TMP") or "/var/tmp"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent if Path(parent).is_dir() else None))
+
+
+def build_base(plan: dp.Plan, engine: Engine, report: Reporter) -> None:
+    require_tool("mmdebstrap", "apt-get install mmdebstrap, or run scripts/setup-host.sh")
+    work = scratch_dir("agent-sandbox-base.")
+    try:
+        script = work / "setup.sh"
+        script.write_text(plan.base_script, encoding="utf-8")
+        tarball = work / "rootfs.tar"
+        argv = mmdebstrap_argv(
+            suite=plan.suite,
+            variant=dp.MMDEBSTRAP_VARIANT,
+            packages=plan.packages,
+            sources=dp.mmdebstrap_sources(plan.suite),
+            apt_options=dp.APT_OPTIONS,
+            dpkg_options=dp.DPKG_OPTIONS,
+            script_path=script,
+            output=tarball,
+        )
+        run_streaming(argv, on_line=report.line)
+        report.line(f"importing {human_size(tarball.stat().st_size)} rootfs")
+        changes = [
+            f"ENV PATH={dp.PATH}",
+            'CMD ["bash"]',
+            f"LABEL {dp.LABEL_CACHE_KEY}={plan.keys['base']}",
+        ]
+        engine.import_rootfs(tarball, plan.cache_ref("base"), changes, on_line=report.line)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build_agents(plan: dp.Plan, engine: Engine, report: Reporter, build_ca: Path | None) -> dict[str, str]:
+    """Install the agent CLIs in a container of layer 1; the host CA bundle is visible to this step only."""
+    script = plan.agents_script
+    mounts: list[str] = []
+    if build_ca is not None:
+        mounts.append(f"{build_ca}:{dp.BUILD_CA_PATH}:ro")
+        exports = " ".join(
+            f"{name}={dp.BUILD_CA_PATH}" for name in ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT")
+        )
+        script = f"export {exports}\n{script}"
+    parent, ref = plan.cache_ref("base"), plan.cache_ref("agents")
+    found: dict[str, str] = {}
+
+    def labels_from(output: str) -> dict[str, str]:
+        found.update(dp.parse_versions(output))
+        missing = [a.name for a in plan.agents if a.name not in found]
+        if missing:
+            raise CommandFailed(f"the agents step reported no version for {', '.join(missing)}")
+        report.line("committing")
+        return agents_labels(plan, found)
+
+    engine.run_and_commit(
+        parent,
+        ref,
+        script=script,
+        container=build_container_name(plan, "agents"),
+        mounts=mounts,
+        labels_from=labels_from,
+        on_line=report.line,
+    )
+    try:
+        check_ca_untouched(engine, parent, ref)
+    except BaseException:
+        engine.remove_image(ref)
+        raise
+    return found
+
+
+def build_container_name(plan: dp.Plan, phase: str) -> str:
+    return f"agent-sandbox-build-{phase}-{plan.keys[phase][:12]}-{os.getpid()}"
+
+
+def agents_labels(plan: dp.Plan, versions: Mapping[str, str]) -> dict[str, str]:
+    """Recorded on layer 2, where layer 3 (and any later cache hit) reads them without running anything."""
+    return {dp.LABEL_AGENT_VERSIONS: dp.format_versions(versions), dp.LABEL_CACHE_KEY: plan.keys["agents"]}
+
+
+def check_ca_untouched(engine: Engine, base: str, agents: str) -> None:
+    """The image's CA bundle is Debian's own: layer 2 must not have changed it (the host's was only mounted)."""
+    argv = ["sha256sum", dp.BUILD_CA_PATH]
+    before, after = engine.run_once(base, argv).split()[0], engine.run_once(agents, argv).split()[0]
+    if before != after:
+        raise CommandFailed(f"the agents step changed {dp.BUILD_CA_PATH}: the build host's CA bundle leaked in")
+
+
+def final_labels(plan: dp.Plan, versions: Mapping[str, str]) -> dict[str, str]:
+    labels = dict(plan.labels)
+    labels[dp.LABEL_AGENT_VERSIONS] = dp.format_versions(versions)
+    labels[dp.LABEL_CACHE_KEY] = plan.keys["policies"]
+    labels[dp.LABEL_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return labels
+
+
+def build_policies(plan: dp.Plan, engine: Engine, report: Reporter, versions: Mapping[str, str]) -> None:
+    work = scratch_dir("agent-sandbox-policies.")
+    try:
+        for rel, text in plan.policy_files.items():
+            target = work / "etc" / "agent-sandbox" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.chmod(0o755)
+            target.write_text(text, encoding="utf-8")
+            target.chmod(0o644)
+        (work / "etc").chmod(0o755)
+        (work / "etc" / "agent-sandbox").chmod(0o755)
+        engine.add_tree(
+            plan.cache_ref("agents"),
+            plan.cache_ref("policies"),
+            context=work,
+            labels=final_labels(plan, versions),
+            config=plan.config,
+            container=build_container_name(plan, "policies"),
+            on_line=report.line,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the build
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so working containers and temp dirs are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def build_debian(
+    image_name: str,
+    *,
+    agents: tuple[str, ...] | None = None,
+    tier: str | None = None,
+    engine: str | None = None,
+    dry_run: bool = False,
+    progress: Reporter | bool = True,
+) -> BuildResult:
+    """Build IMAGE with Debian packages and registry agent CLIs; tag it localhost/<name>:<tag>.
+
+    `progress`: True for a rich display on stderr, False for none, or a Reporter.
+    Environment: AGENT_SANDBOX_ENGINE, AGENT_SANDBOX_BUILD_CA (path | off; default: the host bundle),
+    AGENT_SANDBOX_AGENT_PINS (claude=1.2.3,...), AGENT_SANDBOX_CACHE_REPO, AGENT_SANDBOX_BUILD_TMP.
+    """
+    started = time.monotonic()
+    report = make_reporter(progress)
+    with sigterm_unwinds():
+        try:
+            return _build(image_name, agents, tier, engine, dry_run, report, started)
+        finally:
+            report.close()
+
+
+def _build(
+    image_name: str,
+    agents: tuple[str, ...] | None,
+    tier: str | None,
+    engine: str | None,
+    dry_run: bool,
+    report: Reporter,
+    started: float,
+) -> BuildResult:
+    plan = plan_build(image_name, agents=agents, tier=tier)
+    build_ca = resolve_build_ca(os.environ)
+    if dry_run:
+        name = dry_run_engine(engine)
+        report.info(dp.render_plan(plan, engine=name, build_ca=str(build_ca) if build_ca else None))
+        return result_of(plan, name, {}, {}, {}, started, dry_run=True)
+    eng = resolve_engine(engine)
+    check_engine_ready(eng)
+    hits, versions = run_phases(plan, eng, report, build_ca)
+    eng.tag(plan.cache_ref("policies"), plan.image)
+    sizes = {phase: eng.size(plan.cache_ref(phase)) for phase in dp.PHASES}
+    sizes["image"] = sizes["policies"]
+    return result_of(plan, eng.name, hits, versions, sizes, started)
+
+
+def run_phases(
+    plan: dp.Plan, eng: Engine, report: Reporter, build_ca: Path | None
+) -> tuple[dict[str, bool], dict[str, str]]:
+    hits: dict[str, bool] = {}
+    versions: dict[str, str] = {}
+    for phase in dp.PHASES:
+        ref = plan.cache_ref(phase)
+        phase_start = time.monotonic()
+        if eng.image_id(ref):
+            hits[phase] = True
+            report.done(phase, f"cache hit {ref}")
+            continue
+        hits[phase] = False
+        report.start(phase, PHASE_TITLES[phase])
+        if phase == "base":
+            build_base(plan, eng, report)
+        elif phase == "agents":
+            versions = build_agents(plan, eng, report, build_ca)
+        else:
+            if not versions:
+                versions = recorded_versions(eng, plan.cache_ref("agents"))
+            build_policies(plan, eng, report, versions)
+        size = human_size(eng.size(ref))
+        report.done(phase, f"built {ref} in {time.monotonic() - phase_start:.1f} s ({size})")
+    if not versions:
+        versions = recorded_versions(eng, plan.cache_ref("policies"))
+    return hits, versions
+
+
+PHASE_TITLES = {
+    "base": "mmdebstrap rootfs + import",
+    "agents": "agent CLIs from npm/PyPI",
+    "policies": "tier policies, labels, config",
+}
+
+
+def recorded_versions(eng: Engine, ref: str) -> dict[str, str]:
+    text = eng.labels(ref).get(dp.LABEL_AGENT_VERSIONS, "")
+    return dict(item.partition("=")[::2] for item in text.split(",") if "=" in item)
+
+
+def dry_run_engine(requested: str | None) -> str:
+    """The engine a build would use; a dry run still prints its plan on a host without one."""
+    try:
+        return resolve_engine(requested).name
+    except EnvironmentProblem as exc:
+        return f"none ({exc})"
+
+
+def result_of(
+    plan: dp.Plan,
+    engine: str,
+    hits: Mapping[str, bool],
+    versions: Mapping[str, str],
+    sizes: Mapping[str, int],
+    started: float,
+    *,
+    dry_run: bool = False,
+) -> BuildResult:
+    return BuildResult(
+        image=plan.image,
+        engine=engine,
+        agents=plan.agent_names,
+        agent_versions=dict(versions),
+        skipped=plan.skipped,
+        cache_hits=dict(hits),
+        sizes=dict(sizes),
+        seconds=round(time.monotonic() - started, 2),
+        keys=dict(plan.keys),
+        dry_run=dry_run,
+    )

@@ -1,0 +1,483 @@
+"""The Debian backend's plan, computed without running anything (pure, unit-tested).
+
+An image is three cached layers, each keyed by a content hash of exactly its inputs:
+
+1. ``base``     mmdebstrap rootfs: the image's Debian packages, the user, /workspace, /tmp 1777, the CA layout.
+2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old).
+3. ``policies`` /etc/agent-sandbox/<tier>/ for every shipped tier, labels and the image config.
+
+A key covers its parent's key, so a change in a lower layer rebuilds everything above it, and a change to
+the policies alone rebuilds only layer 3. Keys never cover anything that varies between identical builds
+(time stamps, the build host's CA bundle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..images import Catalog, Image, image_tools
+
+PHASES = ("base", "agents", "policies")
+DEFAULT_CACHE_REPO = "localhost/agent-sandbox-cache"
+KEY_LENGTH = 24
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+MMDEBSTRAP_VARIANT = "minbase"
+# Documentation and man pages are not needed by agents; copyright files stay.
+DPKG_OPTIONS = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+)
+# The build hosts' Debian mirrors may serve a snapshot whose Release files are past Valid-Until.
+APT_OPTIONS = ('Acquire::Check-Valid-Until "false"', 'Acquire::Check-Date "false"')
+
+# Node: Debian bookworm ships 18; gemini-cli needs >= 20 (its engines field) and the Nix image runs 22.
+# When the image's own node is older than NODE_MIN_MAJOR, the official Node build repackaged on the npm
+# registry (node-linux-<arch>) is installed under /usr/local (first on PATH); nothing else is reachable.
+NODE_MIN_MAJOR = 20
+NODE_RUNTIME_SPEC = "22"
+# Debian's npm 9 ignores the `libc` field and installs glibc *and* musl builds of native agent binaries
+# (claude-code: +370 MB); npm >= 10 installs only the one that runs.
+NPM_MIN_MAJOR = 10
+NPM_SPEC = "10"
+NODE_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
+
+AIDER_VENV = "/opt/aider"
+BUILD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where the host bundle is mounted during layer 2
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+VERSION_MARK = "@@agent-sandbox-version "
+
+LABEL_AGENTS = "dev.agent-sandbox.agents"
+LABEL_AGENT_VERSIONS = "dev.agent-sandbox.agent-versions"
+LABEL_SKIPPED_TOOLS = "dev.agent-sandbox.skipped-tools"
+LABEL_SKIPPED_AGENTS = "dev.agent-sandbox.skipped-agents"
+LABEL_TIER = "dev.agent-sandbox.tier"
+LABEL_TIERS = "dev.agent-sandbox.tiers"
+LABEL_BACKEND = "dev.agent-sandbox.backend"
+LABEL_CACHE_KEY = "dev.agent-sandbox.cache-key"
+LABEL_METADATA = "devcontainer.metadata"
+LABEL_CREATED = "org.opencontainers.image.created"
+
+
+# ------------------------------------------------------------------ values
+@attrs.frozen
+class Skipped:
+    """Something the image description asks for that this backend cannot provide, and why."""
+
+    name: str
+    kind: str  # "tool" | "agent"
+    reason: str
+
+
+@attrs.frozen
+class AgentInstall:
+    """One agent CLI and how it is installed. `spec` is the requested version ("latest" unless pinned)."""
+
+    name: str
+    registry: str  # "npm" | "pypi"
+    package: str
+    spec: str
+    binary: str
+
+    @property
+    def requirement(self) -> str:
+        if self.registry == "npm":
+            return f"{self.package}@{self.spec}"
+        return self.package if self.spec == "latest" else f"{self.package}=={self.spec}"
+
+
+@attrs.frozen
+class User:
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def home(self) -> str:
+        return "/root" if self.name == "root" else f"/home/{self.name}"
+
+
+@attrs.frozen
+class Plan:
+    """Everything a build does, decided before anything runs."""
+
+    image: str  # final reference, e.g. localhost/agent-sandbox-devcontainer:latest
+    suite: str
+    arch: str  # Debian architecture of the build host (amd64, arm64)
+    packages: tuple[str, ...]  # sorted, unique
+    user: User
+    tier: str
+    agents: tuple[AgentInstall, ...]
+    skipped: tuple[Skipped, ...]
+    base_script: str
+    agents_script: str
+    policy_files: Mapping[str, str]  # path under /etc/agent-sandbox/ -> text
+    labels: Mapping[str, str]  # without created and agent versions (known only after layer 2)
+    config: Mapping[str, Any]  # User, WorkingDir, Env, Cmd
+    keys: Mapping[str, str]  # phase -> key
+    cache_repo: str = DEFAULT_CACHE_REPO
+
+    def cache_ref(self, phase: str) -> str:
+        return f"{self.cache_repo}:{phase}-{self.keys[phase]}"
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.agents)
+
+
+# ------------------------------------------------------------------ package lists
+def debian_packages(image: Image, catalog: Catalog) -> tuple[str, ...]:
+    """The Debian packages of every tool the image holds, sorted and unique."""
+    return tuple(sorted({pkg for tool in image_tools(image, catalog) for pkg in tool.debian}))
+
+
+def skipped_tools(image: Image, catalog: Catalog) -> tuple[Skipped, ...]:
+    """Tools without a Debian package, with the catalog's note as the reason."""
+    return tuple(
+        Skipped(tool.name, "tool", tool.note or "no Debian package")
+        for tool in image_tools(image, catalog)
+        if not tool.debian
+    )
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    """`claude=2.1.3,aider=0.86.1` (AGENT_SANDBOX_AGENT_PINS) -> {"claude": "2.1.3", "aider": "0.86.1"}."""
+    pins: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, version = item.partition("=")
+        if not sep or not name.strip() or not version.strip():
+            raise ValueError(f"bad pin {item!r}: expected AGENT=VERSION")
+        pins[name.strip()] = version.strip()
+    return pins
+
+
+def agent_installs(
+    agents: Sequence[str], catalog: Catalog, pins: Mapping[str, str] | None = None
+) -> tuple[tuple[AgentInstall, ...], tuple[Skipped, ...]]:
+    """Split the requested agents into what npm/PyPI can install and what this backend must skip."""
+    pins = pins or {}
+    installs: list[AgentInstall] = []
+    skipped: list[Skipped] = []
+    for name in dict.fromkeys(agents):
+        agent = catalog.agents[name]
+        spec = pins.get(name, "latest")
+        if agent.npm:
+            installs.append(AgentInstall(name, "npm", agent.npm, spec, agent.binary))
+        elif agent.pypi:
+            installs.append(AgentInstall(name, "pypi", agent.pypi, spec, agent.binary))
+        else:
+            skipped.append(Skipped(name, "agent", agent.note or "on no registry reachable from a Debian build"))
+    return tuple(installs), tuple(skipped)
+
+
+def debian_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+# ------------------------------------------------------------------ scripts
+def mmdebstrap_sources(suite: str) -> tuple[str, ...]:
+    return (
+        f"deb {DEBIAN_MIRROR} {suite} main",
+        f"deb {DEBIAN_MIRROR} {suite}-updates main",
+        f"deb {DEBIAN_SECURITY} {suite}-security main",
+    )
+
+
+def base_script(user: User) -> str:
+    """Runs as root inside the fresh rootfs (mmdebstrap --customize-hook, via chroot)."""
+    u = user
+    return f"""\
+set -eu
+# the user the tiers run as ({u.uid}:{u.gid}); home 0700: agents keep credentials there
+if ! getent group {u.gid} >/dev/null; then groupadd --gid {u.gid} {u.name}; fi
+if ! getent passwd {u.name} >/dev/null; then
+  useradd --uid {u.uid} --gid {u.gid} --create-home --home-dir {u.home} --shell /bin/bash {u.name}
+fi
+chmod 0700 {u.home}
+# the workspace belongs to the user; /tmp is 1777 in the image (runc ignores a tmpfs mode= on an existing dir)
+install -d -m 0755 -o {u.uid} -g {u.gid} /workspace
+chmod 1777 /tmp /var/tmp
+# Leash's bootstrap: Debian CA layout (update-ca-certificates reads /usr/local/share/ca-certificates)
+install -d -m 0755 /usr/local/share/ca-certificates
+test -x /usr/sbin/update-ca-certificates
+test -s /etc/ssl/certs/ca-certificates.crt
+# names the Nix image uses for Debian's renamed binaries
+if [ -x /usr/bin/fdfind ] && [ ! -e /usr/local/bin/fd ]; then ln -s /usr/bin/fdfind /usr/local/bin/fd; fi
+if [ -x /usr/bin/batcat ] && [ ! -e /usr/local/bin/bat ]; then ln -s /usr/bin/batcat /usr/local/bin/bat; fi
+# nothing of the build host stays in the image
+: > /etc/resolv.conf
+echo agent-sandbox > /etc/hostname
+rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* /var/tmp/*
+"""
+
+
+def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
+    """Runs as root in a container from layer 1. Prints VERSION_MARK lines: `name=version`."""
+    agents = sorted(agents, key=lambda a: a.name)  # the request's order must not change the script (its key)
+    npm = [a for a in agents if a.registry == "npm"]
+    pypi = [a for a in agents if a.registry == "pypi"]
+    lines = [
+        "set -eu",
+        "export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false",
+        "export npm_config_loglevel=warn PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1",
+        f'mark() {{ echo "{VERSION_MARK}$1=$2"; }}',
+    ]
+    if npm:
+        node_pkg = f"node-linux-{NODE_ARCH.get(arch, arch)}@{NODE_RUNTIME_SPEC}"
+        lines += [
+            "# Debian's node/npm are too old for some agents: Node's own build, repackaged on the npm registry",
+            "major=$(node -p 'process.versions.node.split(\".\")[0]')",
+            f'if [ "$major" -lt {NODE_MIN_MAJOR} ]; then',
+            f"  npm install -g {shlex.quote(node_pkg)}",
+            "  hash -r",
+            "fi",
+            f'if [ "$(npm --version | cut -d. -f1)" -lt {NPM_MIN_MAJOR} ]; then',
+            f"  npm install -g npm@{NPM_SPEC}",
+            "  hash -r",
+            "fi",
+            'mark node "$(node -p process.versions.node)"',
+            'mark npm "$(npm --version)"',
+            "npm install -g " + " ".join(shlex.quote(a.requirement) for a in npm),
+            "root=$(npm root -g)",
+        ]
+        for a in npm:
+            lines.append(
+                f'mark {a.name} "$(node -p "require(process.argv[1]).version" "$root/{a.package}/package.json")"'
+            )
+    if pypi:
+        lines.append(f"python3 -m venv {AIDER_VENV}")
+        lines.append(f"{AIDER_VENV}/bin/pip install --quiet " + " ".join(shlex.quote(a.requirement) for a in pypi))
+        for a in pypi:
+            lines.append(f"ln -sf {AIDER_VENV}/bin/{a.binary} /usr/local/bin/{a.binary}")
+            lines.append(
+                f"mark {a.name} \"$({AIDER_VENV}/bin/python -c 'import sys, importlib.metadata as m; "
+                f"print(m.version(sys.argv[1]))' {shlex.quote(a.package)})\""
+            )
+    lines.append("# every agent starts (as root here; HOME is a scratch dir so nothing is written to /root)")
+    lines.append("export HOME=$(mktemp -d)")
+    for a in agents:
+        lines.append(f"{a.binary} --version")
+    lines.append('rm -rf "$HOME" /root/.npm /root/.cache /root/.config /tmp/* /var/tmp/*')
+    return "\n".join(lines) + "\n"
+
+
+def parse_versions(output: str) -> dict[str, str]:
+    """The VERSION_MARK lines of the agents script's output."""
+    versions: dict[str, str] = {}
+    for line in output.splitlines():
+        if line.startswith(VERSION_MARK):
+            name, _, version = line[len(VERSION_MARK) :].strip().partition("=")
+            versions[name] = version
+    return versions
+
+
+def format_versions(versions: Mapping[str, str]) -> str:
+    return ",".join(f"{name}={version}" for name, version in versions.items())
+
+
+def containerfile(parent: str, config: Mapping[str, Any]) -> str:
+    """Layer 3 as a Containerfile (docker engine; podman uses buildah copy/config to the same effect): the
+    tree under etc/ and the image config. Labels go as `build --label` flags (literal values)."""
+    env = " ".join(f"{name}={json.dumps(value)}" for name, value in config["Env"].items())
+    return (
+        f"FROM {parent}\n"
+        "COPY etc/ /etc/\n"
+        f"ENV {env}\n"
+        f"WORKDIR {config['WorkingDir']}\n"
+        f"USER {config['User']}\n"
+        f"CMD {json.dumps(config['Cmd'])}\n"
+    )
+
+
+# ------------------------------------------------------------------ labels and config
+def image_config(user: User) -> dict[str, Any]:
+    return {
+        "User": f"{user.uid}",
+        "WorkingDir": "/workspace",
+        "Env": {
+            "PATH": PATH,
+            "HOME": user.home,
+            "USER": user.name,
+            "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        },
+        "Cmd": ["bash"],
+    }
+
+
+def image_labels(
+    image: Image,
+    *,
+    tier: str,
+    tiers: Sequence[str],
+    metadata: Any,
+    agents: Sequence[str],
+    skipped: Sequence[Skipped],
+    revision: str,
+    version: str,
+) -> dict[str, str]:
+    """The final image's labels, except `created` and the agent versions (added at build time)."""
+    labels = {
+        "org.opencontainers.image.title": image.name,
+        "org.opencontainers.image.description": image.description,
+        "org.opencontainers.image.source": image.source,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.base.name": f"debian:{image.debian_suite}",
+        LABEL_METADATA: json.dumps(metadata, separators=(",", ":")),
+        LABEL_TIER: tier,
+        LABEL_TIERS: ",".join(tiers),
+        LABEL_AGENTS: ",".join(agents),
+        LABEL_SKIPPED_TOOLS: ",".join(s.name for s in skipped if s.kind == "tool"),
+        LABEL_SKIPPED_AGENTS: ",".join(s.name for s in skipped if s.kind == "agent"),
+        LABEL_BACKEND: "debian",
+    }
+    return {name: value for name, value in labels.items() if value != "" or name.startswith("dev.agent-sandbox.")}
+
+
+def policy_files(tier_files: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """{tier: {file: text}} -> {"<tier>/<file>": text}, sorted: the tree under /etc/agent-sandbox/."""
+    return {f"{tier}/{name}": text for tier in sorted(tier_files) for name, text in sorted(tier_files[tier].items())}
+
+
+# ------------------------------------------------------------------ keys
+def content_key(value: Any) -> str:
+    """A short, stable hash of a JSON-able value."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
+def base_key(suite: str, arch: str, packages: Sequence[str], user: User, script: str) -> str:
+    return content_key(
+        {
+            "phase": "base",
+            "suite": suite,
+            "arch": arch,
+            "sources": mmdebstrap_sources(suite),
+            "variant": MMDEBSTRAP_VARIANT,
+            "dpkg": DPKG_OPTIONS,
+            "packages": sorted(packages),
+            "user": [user.name, user.uid, user.gid],
+            "script": script,
+        }
+    )
+
+
+def agents_key(parent: str, agents: Sequence[AgentInstall], script: str) -> str:
+    return content_key(
+        {
+            "phase": "agents",
+            "parent": parent,
+            "agents": sorted([a.name, a.registry, a.package, a.spec] for a in agents),
+            "script": script,
+        }
+    )
+
+
+def policies_key(parent: str, files: Mapping[str, str], labels: Mapping[str, str], config: Mapping[str, Any]) -> str:
+    return content_key(
+        {
+            "phase": "policies",
+            "parent": parent,
+            "files": dict(files),
+            "labels": {k: v for k, v in labels.items() if k != LABEL_CREATED},
+            "containerfile": containerfile("PARENT", config),
+        }
+    )
+
+
+# ------------------------------------------------------------------ the plan
+def make_plan(
+    image: Image,
+    catalog: Catalog,
+    *,
+    agents: Sequence[str],
+    tier: str,
+    user_name: str,
+    tier_files: Mapping[str, Mapping[str, str]],
+    metadata: Any,
+    revision: str,
+    version: str,
+    machine: str = "x86_64",
+    pins: Mapping[str, str] | None = None,
+    cache_repo: str = DEFAULT_CACHE_REPO,
+) -> Plan:
+    user = User(user_name, image.uid, image.gid)
+    arch = debian_arch(machine)
+    packages = debian_packages(image, catalog)
+    installs, skipped_agents = agent_installs(agents, catalog, pins)
+    skipped = skipped_tools(image, catalog) + skipped_agents
+    b_script = base_script(user)
+    a_script = agents_script(installs, machine)
+    files = policy_files(tier_files)
+    labels = image_labels(
+        image,
+        tier=tier,
+        tiers=sorted(tier_files),
+        metadata=metadata,
+        agents=[a.name for a in installs],
+        skipped=skipped,
+        revision=revision,
+        version=version,
+    )
+    config = image_config(user)
+    k1 = base_key(image.debian_suite, arch, packages, user, b_script)
+    k2 = agents_key(k1, installs, a_script)
+    k3 = policies_key(k2, files, labels, config)
+    return Plan(
+        image=image.local_reference,
+        suite=image.debian_suite,
+        arch=arch,
+        packages=packages,
+        user=user,
+        tier=tier,
+        agents=installs,
+        skipped=skipped,
+        base_script=b_script,
+        agents_script=a_script,
+        policy_files=files,
+        labels=labels,
+        config=config,
+        keys={"base": k1, "agents": k2, "policies": k3},
+        cache_repo=cache_repo,
+    )
+
+
+def render_plan(plan: Plan, *, engine: str, build_ca: str | None) -> str:
+    """What a dry run prints."""
+    out = [
+        f"image    {plan.image}  (engine {engine}, Debian {plan.suite}/{plan.arch})",
+        f"user     {plan.user.name} {plan.user.uid}:{plan.user.gid}  home {plan.user.home}  tier {plan.tier}",
+        "",
+        f"1. base      {plan.cache_ref('base')}",
+        f"   mmdebstrap --variant={MMDEBSTRAP_VARIANT} {plan.suite}: {len(plan.packages)} packages",
+        "   " + " ".join(plan.packages),
+        f"2. agents    {plan.cache_ref('agents')}",
+    ]
+    for a in plan.agents:
+        out.append(f"   {a.registry:5} {a.requirement}")
+    if not plan.agents:
+        out.append("   (none)")
+    out.append(f"   build-time CA bundle: {build_ca or 'none'} (mounted read-only for this step only)")
+    out.append(f"3. policies  {plan.cache_ref('policies')}")
+    tiers = sorted({path.split("/")[0] for path in plan.policy_files})
+    out.append(f"   /etc/agent-sandbox/{{{','.join(tiers)}}}/: {len(plan.policy_files)} files")
+    for name, value in plan.labels.items():
+        shown = value if len(value) <= 70 else value[:67] + "..."
+        out.append(f"   label {name}={shown}")
+    out.append(f"   config User={plan.config['User']} WorkingDir={plan.config['WorkingDir']} Cmd={plan.config['Cmd']}")
+    out.append(f"=> tag {plan.image}")
+    if plan.skipped:
+        out.append("")
+        out.append("skipped (this backend cannot provide them):")
+        for s in plan.skipped:
+            out.append(f"   {s.kind:5} {s.name}: {s.reason}")
+    return "\n".join(out) + "\n"

