@@ -173,6 +173,9 @@ class Container:
     cpus: float | None = None
     pids: int | None = None
     tmpfs: tuple[str, ...] = ("/tmp",)
+    # Throwaway writable directories owned by the user (anonymous volumes, removed with the container):
+    # a tmpfs over a directory the image already has stays root-owned under runc, whatever its options.
+    scratch: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # extra containerEnv, values may use ${localEnv:X}
 

@@ -45,6 +45,7 @@ SCHEMA: dict[str, Any] = {
         "cpus": NUMBER,
         "pids": INT,
         "tmpfs": STRLIST,
+        "scratch": STRLIST,
         "mounts": MOUNTS,
         "env": ENVMAP,
     },
@@ -353,6 +354,7 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
         cpus=float(cpus.value) if cpus else None,
         pids=int(pids.value) if pids else None,
         tmpfs=_each(_values(doc, "container", "tmpfs"), abs_dir) if "tmpfs" in doc.get("container", {}) else defaults.tmpfs,
+        scratch=_each(_values(doc, "container", "scratch"), abs_dir),
         mounts=tuple(
             model.Mount(v.value["source"], parse_path(v.value["target"], v.where, home).path, v.value["readonly"])
             for v in _values(doc, "container", "mounts")

@@ -54,9 +54,10 @@ def test_workspace_mount_mode_follows_the_filesystem_rules(tier, suffix):
     assert f"--mount=type=bind,source=/src/repo,target=/workspace{suffix}" in args
 
 
-def test_paranoid_home_is_a_tmpfs_owned_by_the_user():
-    args = run_args(profiles.load_profile("paranoid"), uid=1234, gid=99)
-    assert "--tmpfs=/home/vscode:rw,nosuid,nodev,mode=0700,uid=1234,gid=99" in args
+def test_paranoid_home_is_a_throwaway_volume():
+    args = run_args(profiles.load_profile("paranoid"))
+    assert "--mount=type=volume,target=/home/vscode" in args
+    assert not any(arg.startswith("--tmpfs=/home") for arg in args)
 
 
 def test_trusted_mounts_expand_local_env():

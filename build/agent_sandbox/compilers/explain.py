@@ -223,8 +223,11 @@ def _filesystem(profile: Profile, plan: leash.LeashPolicy) -> ClassExplanation:
 def _fs_runtime(profile: Profile) -> Enforcement:
     box = profile.container
     if profile.filesystem.readonly:
-        writable = ", ".join(box.tmpfs) or "nothing"
-        what = f"--read-only root: only the tmpfs mounts ({writable}) are writable; /workspace mounted {profile.workspace_mode}"
+        writable = ", ".join([f"tmpfs {p}" for p in box.tmpfs] + [f"scratch volume {p}" for p in box.scratch]) or "nothing"
+        what = (
+            f"--read-only root: only {writable} are writable, and nothing there outlives the container; "
+            f"/workspace mounted {profile.workspace_mode}"
+        )
     else:
         what = f"/workspace mounted {profile.workspace_mode}; elsewhere Unix permissions: the agent runs as {box.user}"
         if "ALL" in box.cap_drop:

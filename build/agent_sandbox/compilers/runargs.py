@@ -27,11 +27,10 @@ class RunSpec:
     workspace_mode: str  # rw | ro
 
 
-def _tmpfs_flag(path: str, profile: Profile, uid: int, gid: int) -> str:
-    # /tmp-like dirs are world-writable with the sticky bit; anything else (a home) belongs to the user.
-    if path in ("/tmp", "/var/tmp"):
-        return f"--tmpfs={path}:rw,nosuid,nodev,mode=1777"
-    return f"--tmpfs={path}:rw,nosuid,nodev,mode=0700,uid={uid},gid={gid}"
+def _tmpfs_flag(path: str) -> str:
+    # World-writable with the sticky bit, like /tmp. runc ignores mode= where the image already has the
+    # directory (podman refuses uid=/gid= options): a directory the user must own belongs in `scratch`.
+    return f"--tmpfs={path}:rw,nosuid,nodev,mode=1777"
 
 
 def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> RunSpec:
@@ -43,7 +42,9 @@ def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> RunSpec:
         flags.append("--security-opt=no-new-privileges")
     if profile.filesystem.readonly:
         flags.append("--read-only")
-    flags += [_tmpfs_flag(path, profile, uid, gid) for path in box.tmpfs]
+    flags += [_tmpfs_flag(path) for path in box.tmpfs]
+    # An anonymous volume starts as a copy of the image's directory, ownership included (docker and podman).
+    flags += [f"--mount=type=volume,target={path}" for path in box.scratch]
     if box.memory_bytes is not None:
         # swap equal to memory: the limit is the limit, not memory plus as much swap again
         size = box.memory.lower() if box.memory else str(box.memory_bytes)
