@@ -1,4 +1,9 @@
 # Makefile
+# On a fresh Debian 12 machine (as root):
+# make sandbox    set up the host, build the default image with the Debian backend, start a strict sandbox
+#                 and print what the conformance suite verified (the project's main job here)
+# make test       set up the host, build the default image, run every test (unit, nix, conformance)
+# make setup      install and configure what the two above need (idempotent)
 # make images     build every image under images/ with Nix (needs nixpkgs reachable; see docs/nix.md)
 # make compile    regenerate images/compiled/policies.json from images/policies/
 # make test       the whole test suite
@@ -9,7 +14,28 @@ PYTHON ?= python3
 AGENT_SANDBOX ?= agent-sandbox
 IMAGES := $(sort $(patsubst images/%/image.toml,%,$(wildcard images/*/image.toml)))
 
-.PHONY: images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+DEFAULT_IMAGE := localhost/agent-sandbox-devcontainer:latest
+
+.PHONY: setup image docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+
+setup:
+	bash scripts/setup-host.sh --with-docker
+	bash scripts/setup-nix.sh
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+	command -v devcontainer >/dev/null || npm install -g --no-fund --no-audit @devcontainers/cli
+
+image: setup
+	$(AGENT_SANDBOX) build --backend debian
+
+# The same image in docker's store (the conformance suite runs on both engines); loaded only when it changed.
+docker-image: image
+	@want=$$(podman image inspect --format '{{.Id}}' $(DEFAULT_IMAGE)); \
+	have=$$(docker image inspect --format '{{.Id}}' $(DEFAULT_IMAGE) 2>/dev/null | sed 's/^sha256://'); \
+	if [ "$$want" != "$$have" ]; then echo "loading $(DEFAULT_IMAGE) into docker"; \
+	  podman save --format docker-archive $(DEFAULT_IMAGE) | docker load; fi
+
+sandbox: image
+	$(AGENT_SANDBOX) verify $(DEFAULT_IMAGE) --tier strict
 
 images: $(addprefix image-,$(IMAGES))
 
@@ -19,8 +45,11 @@ $(addprefix image-,$(IMAGES)): image-%:
 compile:
 	$(AGENT_SANDBOX) policy compile-all
 
-test:
-	$(PYTHON) -m pytest -q
+# pytest exits 5 when it collects no test: not a failure of the build.
+# Everything on podman, then the container conformance suite again on docker.
+test: image docker-image
+	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=podman $(PYTHON) -m pytest -q || [ $$? -eq 5 ]
+	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=docker $(PYTHON) -m pytest -q -m container tests/conformance
 
 check-nix:
 	bash scripts/setup-nix.sh

@@ -173,7 +173,8 @@ class Container:
     cpus: float | None = None
     pids: int | None = None
     tmpfs: tuple[str, ...] = ("/tmp",)
-    # Throwaway writable directories owned by the user (anonymous volumes, removed with the container):
+    # Throwaway writable directories owned by the user: anonymous volumes, removed with `run --rm` or
+    # `rm --volumes` (agent-sandbox's runtime does; a plain `rm` or the devcontainer CLI leaves them behind).
     # a tmpfs over a directory the image already has stays root-owned under runc, whatever its options.
     scratch: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()

@@ -9,6 +9,7 @@ import click
 from ..errors import SandboxError
 from .build import build
 from .policy import policy
+from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +20,7 @@ def cli() -> None:
 
 cli.add_command(policy)
 cli.add_command(build)
+cli.add_command(verify)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,178 @@
+"""`agent-sandbox verify IMAGE --tier TIER`: run the conformance suite against an image and print what it proved."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import attrs
+import click
+from plumbum import local
+
+from .. import conformance, profiles, runtime
+from ..errors import CommandFailed, EnvironmentProblem, InputError
+from ..paths import project_root
+
+SUITE = Path("tests") / "conformance"
+
+# test module -> what it verifies (the order of the report)
+AREAS = {
+    "test_capabilities": "capabilities",
+    "test_identity": "identity",
+    "test_filesystem": "filesystem",
+    "test_mounts": "mounts",
+    "test_limits": "limits",
+    "test_network": "network",
+    "test_tools": "tools",
+    "test_metadata": "metadata",
+    "test_suite_can_fail": "suite self-test (weakened sandboxes are caught)",
+    "test_checks": "check functions (no container)",
+    "test_verify_report": "verify report (no container)",
+}
+NOT_PER_TIER = ("test_suite_can_fail", "test_checks", "test_verify_report")
+
+
+@attrs.frozen
+class Outcome:
+    area: str
+    tier: str  # "" when the test is not about one tier
+    name: str
+    status: str  # passed | failed | skipped
+    message: str
+
+
+def suite_dir() -> Path:
+    path = project_root() / SUITE
+    if not (path / "conftest.py").is_file():
+        raise EnvironmentProblem(f"the conformance suite is not at {path}: run verify from an agent-sandbox checkout")
+    return path
+
+
+def pytest_argv(suite: Path, image: str, tiers: tuple[str, ...], engine: str, keyword: str | None,
+                description: str | None, junit: Path) -> list[str]:
+    argv = ["-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "-rfEs", f"--junitxml={junit}",
+            f"--image={image}", f"--engine={engine}"]
+    argv += [f"--tier={t}" for t in tiers]
+    if description:
+        argv.append(f"--image-description={description}")
+    if keyword:
+        argv += ["-k", keyword]
+    return argv
+
+
+def _tier_of(name: str, tiers: tuple[str, ...]) -> str:
+    if "[" not in name:
+        return ""
+    ids = name[name.index("[") + 1 : name.rindex("]")].split("-")
+    return next((t for t in tiers if t in ids), "")
+
+
+def read_junit(path: Path, tiers: tuple[str, ...]) -> list[Outcome]:
+    outcomes = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = case.get("classname", "").split(".")[-1]
+        name = case.get("name", "")
+        status, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error"):
+                status, message = "failed", child.get("message", "")
+            elif child.tag == "skipped":
+                status, message = "skipped", child.get("message", "")
+        area = AREAS.get(module, module)
+        tier = "" if module in NOT_PER_TIER else _tier_of(name, tiers)
+        outcomes.append(Outcome(area, tier, name, status, message))
+    return outcomes
+
+
+def render(image: str, engine: str, tiers: tuple[str, ...], outcomes: list[Outcome], uid: int, gid: int) -> str:
+    lines = [f"agent-sandbox verify: {image} on {engine}"]
+    by_tier: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_tier[outcome.tier].append(outcome)
+    for tier in tiers:
+        exp = conformance.expect(profiles.load_profile(tier), uid=uid, gid=gid)
+        results = by_tier.get(tier, [])
+        counts = Counter(o.status for o in results)
+        verdict = "FAILED" if counts["failed"] else ("verified" if counts["passed"] else "not run")
+        lines.append(f"\n{tier}: {verdict} ({_counts(counts)})")
+        lines += [f"  claims  {claim}" for claim in conformance.describe(exp)]
+        areas: dict[str, Counter[str]] = defaultdict(Counter)
+        for o in results:
+            areas[o.area][o.status] += 1
+        for area in dict.fromkeys(AREAS.values()):
+            if area in areas:
+                mark = "FAIL" if areas[area]["failed"] else ("ok  " if areas[area]["passed"] else "skip")
+                lines.append(f"  {mark}    {area}: {_counts(areas[area])}")
+    rest = by_tier.get("", [])
+    if rest:
+        lines.append("")
+        areas = defaultdict(Counter)
+        for o in rest:
+            areas[o.area][o.status] += 1
+        for area, counts in areas.items():
+            mark = "FAIL" if counts["failed"] else ("ok  " if counts["passed"] else "skip")
+            lines.append(f"{mark}  {area}: {_counts(counts)}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        lines.append("\nfailures:")
+        lines += [f"  {o.name}: {o.message.splitlines()[0] if o.message else ''}"[:300] for o in failed]
+    total = Counter(o.status for o in outcomes)
+    lines.append(f"\n{_counts(total)}")
+    return "\n".join(lines) + "\n"
+
+
+def _counts(counts: Counter[str]) -> str:
+    parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "skipped") if counts[k]]
+    return ", ".join(parts) or "no tests"
+
+
+@click.command()
+@click.argument("image")
+@click.option("--tier", "tiers", multiple=True, metavar="TIER",
+              help="Tier to verify (repeatable; default: all shipped tiers).")
+@click.option("--engine", type=click.Choice(runtime.ENGINES), default=None,
+              help="Container engine (default: podman, else docker if its daemon answers).")
+@click.option("-k", "keyword", default=None, metavar="EXPR", help="Only tests matching this pytest -k expression.")
+@click.option("--image-description", default=None, metavar="NAME",
+              help="images/NAME/image.toml describing IMAGE (default: matched by the image's name).")
+def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str | None,
+           image_description: str | None) -> None:
+    """Start IMAGE under each TIER's compiled run flags and prove it is what the tier claims.
+
+    Runs the conformance suite (tests/conformance, pytest-testinfra) and prints each tier's claims with what was
+    verified. Exits 0 when everything passed, 1 when a check failed.
+    """
+    tiers = tiers or tuple(profiles.tier_names())
+    for tier in tiers:
+        profiles.load_profile(tier)  # an unknown tier fails here, with exit status 2
+    engine = runtime.detect_engine(engine)
+    if not runtime.image_exists(engine, image):
+        raise EnvironmentProblem(f"image {image} is not in {engine}'s storage: build or load it first")
+    suite = suite_dir()
+    uid = gid = 1000
+    if image_description:
+        from ..images import load_image
+
+        desc = load_image(image_description)
+        uid, gid = desc.uid, desc.gid
+    with tempfile.TemporaryDirectory(prefix="agent-sandbox-verify-") as tmp:
+        junit = Path(tmp) / "junit.xml"
+        argv = pytest_argv(suite, image, tiers, engine, keyword, image_description, junit)
+        click.echo(f"running the conformance suite: {shlex.join(['pytest', *argv[2:]])}", err=True)
+        with local.cwd(project_root()):
+            # stream pytest's own progress to the terminal; the summary below comes from its JUnit report
+            code = local[sys.executable][argv].popen(stdin=None, stdout=None, stderr=None).wait()
+        if not junit.exists():
+            raise CommandFailed(f"the conformance suite did not run (pytest exit status {code})")
+        outcomes = read_junit(junit, tiers)
+    click.echo(render(image, engine, tiers, outcomes, uid, gid), nl=False)
+    if code == 5 or not outcomes:
+        raise InputError(f"no conformance test matched (-k {keyword!r})" if keyword else "no conformance test ran")
+    if code == 1:
+        raise click.exceptions.Exit(1)
+    if code != 0:
+        raise CommandFailed(f"the conformance suite stopped abnormally (pytest exit status {code})")

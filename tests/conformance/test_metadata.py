@@ -1,0 +1,57 @@
+"""The image's own description of itself (devcontainer.metadata, user, workdir, env) and what the running
+sandbox reports: both must match the compiled tier."""
+
+from __future__ import annotations
+
+import pytest
+from agent_sandbox import conformance, profiles
+from agent_sandbox.compilers.devcontainer import metadata_label
+from agent_sandbox.compilers.runargs import TIER_LABEL
+from agent_sandbox.model import WORKSPACE
+
+METADATA_LABEL = "devcontainer.metadata"
+
+
+def _config(session) -> dict:
+    return session.inspect_image().get("Config") or {}
+
+
+def _image_tier(session) -> str | None:
+    labels = _config(session).get("Labels") or {}
+    if TIER_LABEL in labels:
+        return labels[TIER_LABEL]
+    return session.description.tier if session.description else None
+
+
+def test_metadata_label_is_the_compiled_tier(session):
+    labels = _config(session).get("Labels") or {}
+    if METADATA_LABEL not in labels:
+        pytest.skip(f"{session.image} has no {METADATA_LABEL} label: not built by agent-sandbox (a test image?)")
+    tier = _image_tier(session)
+    assert tier, f"neither a {TIER_LABEL} label nor an image description names the image's tier"
+    profile = profiles.load_profile(tier)
+    want = metadata_label(profile, uid=session.uid, gid=session.gid)
+    conformance.check_metadata_label(conformance.expect(profile), labels[METADATA_LABEL], want)
+
+
+def test_image_user_and_workdir(session):
+    config = _config(session)
+    tier = _image_tier(session)
+    user = profiles.load_profile(tier).container.user if tier else "vscode"
+    assert config.get("User", "").split(":")[0] in (user, str(session.uid)), f"image User is {config.get('User')!r}"
+    assert config.get("WorkingDir") == WORKSPACE, f"image WorkingDir is {config.get('WorkingDir')!r}"
+
+
+def test_sandbox_environment_inside(expected, probe, host):
+    """Inside: the tier's variables, the user's HOME, no API key the caller did not pass, and cwd /workspace."""
+    conformance.check_env(expected, probe.environment())
+    assert host.run("pwd").stdout.strip() == WORKSPACE
+
+
+def test_sandbox_environment_and_label_from_inspect(expected, sandbox):
+    config = sandbox.inspect().get("Config") or {}
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    for name, value in expected.env:
+        assert env.get(name) == value, f"inspect: ${name} = {env.get(name)!r}, the tier sets {value!r}"
+    assert (config.get("Labels") or {}).get(TIER_LABEL) == expected.tier
+    assert config.get("User") == f"{expected.uid}:{expected.gid}"

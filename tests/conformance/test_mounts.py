@@ -1,0 +1,39 @@
+"""What is mounted: the workspace with the tier's mode, engine files, the tier's own mounts and nothing else from
+the host; credentials and engine sockets are out of reach."""
+
+from __future__ import annotations
+
+from agent_sandbox import conformance
+
+
+def test_workspace_is_mounted_with_the_tiers_mode(expected, probe):
+    conformance.check_workspace_mount(expected, probe.mounts())
+
+
+def test_no_host_paths_but_the_workspace_and_the_tiers_mounts(expected, probe):
+    conformance.check_host_mounts(expected, probe.mounts())
+
+
+def test_credentials_and_engine_sockets_are_out_of_reach(expected, probe):
+    """~/.ssh, ~/.aws, engine sockets and the tier's filesystem.deny paths: absent, unreadable or empty."""
+    states = probe.path_states(expected.denied_paths)
+    conformance.check_denied_paths(expected, states)
+
+
+def test_tier_mounts_come_from_the_callers_home(expected, host, session):
+    """container.mounts resolve ${localEnv:HOME} against the caller's HOME (a fake one here): the files the
+    suite planted are what the sandbox sees, read-only where the tier says so."""
+    if not expected.mounts:
+        return  # nothing mounted: test_no_host_paths_but_the_workspace_and_the_tiers_mounts covers it
+    for mount in expected.mounts:
+        target = host.file(mount.target)
+        assert target.exists, f"{mount.target} is missing"
+        if target.is_directory:
+            assert "known_hosts" in target.listdir()
+            planted = target.path + "/known_hosts"
+        else:
+            planted = target.path
+        assert "agent-sandbox conformance" in host.file(planted).content_string
+        if mount.readonly:
+            result = host.run(f"touch {target.path}" + ("/x" if target.is_directory else ""))
+            assert result.rc != 0 and "Read-only file system" in result.stderr, result.stderr

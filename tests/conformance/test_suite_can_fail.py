@@ -1,0 +1,128 @@
+"""The suite can fail: deliberately weakened sandboxes are caught by the very checks the suite runs.
+
+Each case starts a container with a tier's compiled flags minus (or plus) one thing, collects the same facts the
+suite collects, and expects the same check to raise ConformanceFailure against that tier's expectations; the
+check is first shown to pass on the tier's real sandbox, so the failure is the weakening's doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import testinfra
+from agent_sandbox import conformance, profiles, runtime
+from agent_sandbox.compilers.runargs import run_args
+from agent_sandbox.model import WORKSPACE
+
+Check = Callable[[conformance.Expectations, conformance.Probe, Any], None]
+
+
+def _caps(exp, probe, request):
+    conformance.check_capabilities(exp, probe.statuses())
+
+
+def _nnp(exp, probe, request):
+    conformance.check_no_new_privileges(exp, probe.statuses())
+
+
+def _root(exp, probe, request):
+    conformance.check_root_filesystem(exp, probe.mounts(), probe.try_writes(conformance.SYSTEM_DIRS))
+
+
+def _interfaces(exp, probe, request):
+    conformance.check_interfaces(exp, probe.interfaces())
+
+
+def _limits(exp, probe, request):
+    conformance.check_limits(exp, probe.cgroup_limits())
+
+
+def _workspace(exp, probe, request):
+    conformance.check_workspace_mount(exp, probe.mounts())
+
+
+def _host_paths(exp, probe, request):
+    conformance.check_host_mounts(exp, probe.mounts())
+
+
+def _denied(exp, probe, request):
+    conformance.check_denied_paths(exp, probe.path_states(exp.denied_paths))
+
+
+def _outside(exp, probe, request):
+    if probe.run("command -v python3").rc != 0:
+        pytest.skip("the image has no python3 for the HTTP probe")
+    outside = request.getfixturevalue("outside")
+    conformance.check_outside_reach(exp, {a: probe.fetch_token(a, outside.port, outside.token) for a in outside.addresses})
+
+
+def _workspace_rw(flags: list[str]) -> list[str]:
+    return [f.replace(",readonly", "") if f.startswith("--mount=") and f"target={WORKSPACE}" in f else f for f in flags]
+
+
+def _plus_fake_aws(session) -> Callable[[list[str]], list[str]]:
+    fake = session.base / "fake-aws"
+    fake.mkdir(exist_ok=True)
+    (fake / "credentials").write_text("[default]\naws_access_key_id = FAKE-conformance\n")
+    fake.chmod(0o755)
+    (fake / "credentials").chmod(0o644)
+    return lambda flags: flags + [f"--mount=type=bind,source={fake},target=/home/vscode/.aws,readonly"]
+
+
+def _host_dir_as_scratch(session) -> Callable[[list[str]], list[str]]:
+    home = session.base / "host-home"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o777)
+    return lambda flags: [
+        f"--mount=type=bind,source={home},target={f.split('target=')[1]}" if f.startswith("--mount=type=volume,") else f
+        for f in flags
+    ]
+
+
+CASES = [
+    pytest.param("strict", "drop", ("--cap-drop=",), _caps, "CapBnd|CapPrm|CapEff", id="strict-without-cap-drop-ALL"),
+    pytest.param("strict", "drop", ("--security-opt=no-new-privileges",), _nnp, "NoNewPrivs",
+                 id="strict-without-no-new-privileges"),
+    pytest.param("paranoid", "drop", ("--read-only",), _root, "mounted rw", id="paranoid-without-read-only-root"),
+    pytest.param("paranoid", "drop", ("--network=",), _interfaces, "loopback only", id="paranoid-on-a-network"),
+    pytest.param("strict", "drop", ("--network=",), _outside, "reached the outside server", id="strict-on-an-open-network"),
+    pytest.param("strict", "drop", ("--pids-limit=",), _limits, "pids.max", id="strict-without-pids-limit"),
+    pytest.param("standard", "drop", ("--memory=", "--memory-swap="), _limits, "memory limit",
+                 id="standard-without-memory-limit"),
+    pytest.param("paranoid", "workspace-rw", (), _workspace, "mounted rw", id="paranoid-with-a-rw-workspace"),
+    pytest.param("strict", "fake-aws", (), _host_paths, "host path", id="strict-with-a-host-dir-mounted"),
+    pytest.param("paranoid", "host-scratch", (), _host_paths, "should be a scratch volume but is host path",
+                 id="paranoid-with-a-host-dir-as-scratch-home"),
+    pytest.param("strict", "fake-aws", (), _denied, r"\.aws is mount", id="strict-with-aws-credentials-mounted"),
+]
+
+
+@pytest.mark.parametrize(("weakened_tier", "how", "flags", "check", "complaint"), CASES)
+def test_weakened_sandbox_is_caught(weakened_tier, how, flags, check: Check, complaint, session, request):
+    profile = profiles.load_profile(weakened_tier)
+    exp = conformance.expect(profile, uid=session.uid, gid=session.gid)
+
+    # the check holds on the tier's real sandbox ...
+    real = conformance.Probe(testinfra.get_host(session.sandbox(weakened_tier).host_spec))
+    check(exp, real, request)
+
+    # ... and fails on the weakened one
+    if how == "drop":
+        adjust = runtime.without_flags(*flags)
+    elif how == "workspace-rw":
+        adjust = _workspace_rw
+    elif how == "host-scratch":
+        adjust = _host_dir_as_scratch(session)
+    else:
+        adjust = _plus_fake_aws(session)
+    tier_flags = run_args(profile, workspace="/w", host_env=session.host_env(), uid=session.uid, gid=session.gid)
+    assert adjust(list(tier_flags)) != tier_flags, "the weakening changes nothing"
+    weak = session.start(profile, label=f"weakened-{weakened_tier}", adjust=adjust)
+    try:
+        probe = conformance.Probe(testinfra.get_host(weak.host_spec))
+        with pytest.raises(conformance.ConformanceFailure, match=complaint):
+            check(exp, probe, request)
+    finally:
+        weak.remove()

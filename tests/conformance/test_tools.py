@@ -1,0 +1,37 @@
+"""Every tool and agent CLI the image description promises answers its catalog `check` command inside every
+tier's sandbox, except those the image's own labels say it does not hold."""
+
+from __future__ import annotations
+
+import pytest
+from agent_sandbox import conformance, images
+
+AGENTS_LABEL = "dev.agent-sandbox.agents"
+SKIPPED_TOOLS_LABEL = "dev.agent-sandbox.skipped-tools"
+
+
+def _labels(session) -> dict[str, str]:
+    info = session.inspect_image()
+    return (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+
+
+def test_tool_answers_its_check(catalog_entry, tier, session, host):
+    if session.description is None:
+        pytest.skip(f"no images/<name>/image.toml describes {session.image} (pass --image-description)")
+    labels = _labels(session)
+    agents = conformance.split_label_list(labels.get(AGENTS_LABEL))
+    if agents is None:
+        pytest.skip(f"{session.image} has no {AGENTS_LABEL} label: not built by agent-sandbox (a test image?)")
+    skipped = conformance.split_label_list(labels.get(SKIPPED_TOOLS_LABEL)) or []
+    kind, name = catalog_entry.split(":", 1)
+    catalog = images.load_catalog()
+    if kind == "tool":
+        if name in skipped:
+            pytest.skip(f"the image's {SKIPPED_TOOLS_LABEL} label says it goes without {name}")
+        check = catalog.tools[name].check
+    else:
+        if name not in agents:
+            pytest.skip(f"the image's {AGENTS_LABEL} label does not list {name}")
+        check = catalog.agents[name].check
+    result = host.run("timeout 60 sh -c %s", check)
+    assert result.rc == 0, f"{name}: `{check}` exited {result.rc}: {(result.stderr or result.stdout).strip()[-400:]}"
