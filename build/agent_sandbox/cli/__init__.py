@@ -7,9 +7,10 @@ import sys
 import click
 
 from ..errors import SandboxError
-from .build import build
-from .policy import policy
-from .verify import verify
+# Imported under other names: `cli.verify` etc. stay the submodules.
+from .build import build as build_command
+from .policy import policy as policy_group
+from .verify import verify as verify_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,9 +19,9 @@ def cli() -> None:
     """Sandbox tiers for AI coding agents, compiled into every enforcement layer."""
 
 
-cli.add_command(policy)
-cli.add_command(build)
-cli.add_command(verify)
+cli.add_command(policy_group)
+cli.add_command(build_command)
+cli.add_command(verify_command)
 
 
 def main(argv: list[str] | None = None) -> int:
