@@ -6,22 +6,28 @@
 # make setup      install and configure what the two above need (idempotent)
 # make images     build every image under images/ with Nix (needs nixpkgs reachable; see docs/nix.md)
 # make compile    regenerate images/compiled/policies.json from images/policies/
-# make test       the whole test suite
 # make check-nix  the Nix checks that run without nixpkgs (parse, stand-in contract tests)
 # make flake-check  `nix flake check` against the real nixpkgs (CI, where it is reachable)
 
-PYTHON ?= python3
-AGENT_SANDBOX ?= agent-sandbox
+# agent-sandbox and its test dependencies live in a venv: Debian's own python3 refuses `pip install` (PEP 668).
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+AGENT_SANDBOX := $(VENV)/bin/agent-sandbox
 IMAGES := $(sort $(patsubst images/%/image.toml,%,$(wildcard images/*/image.toml)))
 
 DEFAULT_IMAGE := localhost/agent-sandbox-devcontainer:latest
 
-.PHONY: setup image docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+.PHONY: venv setup image docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+
+# The venv with agent-sandbox and its test dependencies (python3 >= 3.11 with venv support).
+venv:
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 setup:
 	bash scripts/setup-host.sh --with-docker
 	bash scripts/setup-nix.sh
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(MAKE) venv
 	command -v devcontainer >/dev/null || npm install -g --no-fund --no-audit @devcontainers/cli
 
 image: setup
@@ -37,12 +43,12 @@ docker-image: image
 sandbox: image
 	$(AGENT_SANDBOX) verify $(DEFAULT_IMAGE) --tier strict
 
-images: $(addprefix image-,$(IMAGES))
+images: venv $(addprefix image-,$(IMAGES))
 
 $(addprefix image-,$(IMAGES)): image-%:
 	$(AGENT_SANDBOX) build --backend nix $*
 
-compile:
+compile: venv
 	$(AGENT_SANDBOX) policy compile-all
 
 # pytest exits 5 when it collects no test: not a failure of the build.
@@ -51,7 +57,7 @@ test: image docker-image
 	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=podman $(PYTHON) -m pytest -q || [ $$? -eq 5 ]
 	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=docker $(PYTHON) -m pytest -q -m container tests/conformance
 
-check-nix:
+check-nix: venv
 	bash scripts/setup-nix.sh
 	$(PYTHON) -m pytest -q -m nix tests/nix
 

@@ -2,7 +2,8 @@
 # scripts/setup-host.sh
 # Host setup for image builds and container tests on Debian 12 (CI calls this; safe to run again).
 #
-# - installs podman, runc, buildah, skopeo, mmdebstrap (and uidmap, netavark, aardvark-dns) when missing;
+# - installs podman, runc, buildah, skopeo, mmdebstrap (and uidmap, netavark, aardvark-dns), make and
+#   the shellcheck linter when missing, and python3-venv / nodejs+npm where python3 cannot make a venv / npm is absent;
 # - writes /etc/containers/containers.conf and storage.conf (runc + cgroupfs, no default ulimits: crun
 #   fails on this kind of host's cgroup v1/v2 hybrid, and raising rlimits needs CAP_SYS_RESOURCE);
 # - with --with-docker: installs docker.io and starts dockerd in the background (no systemd here), log in
@@ -84,7 +85,10 @@ write_file() {
   log "wrote ${path}"
 }
 
-apt_install podman runc buildah skopeo mmdebstrap uidmap netavark aardvark-dns ca-certificates
+apt_install podman runc buildah skopeo mmdebstrap uidmap netavark aardvark-dns ca-certificates make shellcheck
+# Python venvs (the Makefile installs agent-sandbox into .venv) and npm (the Dev Containers CLI), where missing
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 
 mkdir -p "${CONF_DIR}"
 write_file "${CONF_DIR}/containers.conf" <<'EOF'

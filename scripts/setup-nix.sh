@@ -20,6 +20,7 @@ log() { printf 'setup-nix: %s\n' "$*" >&2; }
 if ! command -v nix >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     log "installing nix-bin"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nix-bin >/dev/null
   else
     log "nix is not installed and apt-get is not available; install Nix >= 2.8 first"
