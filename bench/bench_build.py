@@ -36,6 +36,7 @@ from agent_sandbox.backends.engine import resolve_engine
 from agent_sandbox.compilers.runargs import run_args
 from agent_sandbox.egress import EGRESS_NETWORK
 from agent_sandbox.paths import images_dir
+from agent_sandbox.runtime import ensure_egress_network
 
 BENCH_TAG = "bench"
 PAYLOAD = {  # what the image is for, measured with du inside it
@@ -105,14 +106,6 @@ def median_run(argv: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
-def ensure_network(exe: str, name: str) -> bool:
-    """The strict tier joins the egress network; create it (internal: no route out) if missing."""
-    if subprocess.run([exe, "network", "inspect", name], capture_output=True, check=False).returncode == 0:
-        return False
-    subprocess.run([exe, "network", "create", "--internal", name], check=True, capture_output=True)
-    return True
-
-
 def du(exe: str, image: str, paths: dict[str, str]) -> dict[str, int]:
     script = "; ".join(
         f"printf '%s\\t' {json.dumps(name)}; du -scb {spec} 2>/dev/null | tail -1 | cut -f1"
@@ -171,7 +164,7 @@ def main() -> int:
         rows.append(("policy rebuild", f"{policy:8.2f} s", f"built: {','.join(built) or 'none'} (want: policies)"))
 
         log("4/5 start-to-ready")
-        created_network = ensure_network(engine.exe, EGRESS_NETWORK)
+        created_network = ensure_egress_network(engine.name)  # the strict tier joins it (internal: no route out)
         strict = run_args(profiles.load_profile("strict"))
         bare = median_run([engine.exe, "run", "--rm", image, "true"], args.runs)
         offline = median_run([engine.exe, "run", "--rm", "--network=none", image, "true"], args.runs)

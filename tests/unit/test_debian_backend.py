@@ -6,14 +6,19 @@ Building for real belongs to the conformance suite (it needs podman and minutes)
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from agent_sandbox import runtime
 from agent_sandbox.backends import debian, engine
 from agent_sandbox.backends import debian_plan as dp
-from agent_sandbox.errors import InputError
+from agent_sandbox.errors import CommandFailed, EnvironmentProblem, InputError
 from agent_sandbox.images import Catalog, Image, load_catalog, load_image
 
 IMAGE = "agent-sandbox-devcontainer"
@@ -185,10 +190,10 @@ def test_config_runs_as_the_user_in_the_workspace(image: Image, catalog: Catalog
 
 
 def test_containerfile_copies_policies_and_sets_config(image: Image, catalog: Catalog) -> None:
+    """docker's layer 3 (podman's does the same with buildah copy/config)."""
     plan = plan_of(image, catalog)
     text = dp.containerfile("localhost/parent:x", plan.config)
-    assert text.startswith("FROM localhost/parent:x\n")
-    assert "COPY etc/ /etc/" in text
+    assert text.startswith("FROM localhost/parent:x\nCOPY etc/ /etc/\n")
     assert "USER 1000" in text and "WORKDIR /workspace" in text and 'CMD ["bash"]' in text
     assert "NODE_EXTRA_CA_CERTS" not in text and "PIP_CERT" not in text
 
@@ -313,7 +318,7 @@ def no_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "run_quiet", forbidden)
     monkeypatch.setattr(debian, "run_streaming", forbidden)
     monkeypatch.setattr(debian, "tier_bundle", lambda profile, uid, gid: TIER_FILES)
-    monkeypatch.setattr(engine.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(no_commands: None) -> None:
@@ -327,6 +332,14 @@ def test_dry_run_prints_the_plan_and_runs_nothing(no_commands: None) -> None:
     for phase in dp.PHASES:
         assert result.keys[phase] in text
     assert "mmdebstrap" in text and "@openai/codex@latest" in text and "cursor" in text
+    assert result.summary().splitlines()[0] == f"would build {result.image} with podman"  # no build time
+
+
+def test_summary_of_a_build_reports_its_time() -> None:
+    result = debian.BuildResult("img", "podman", (), {}, (), {p: True for p in dp.PHASES}, {}, 0.84)
+    assert result.summary().splitlines()[0] == "up to date: img with podman in 0.8 s"
+    built = attrs.evolve(result, cache_hits={"base": True, "agents": True, "policies": False})
+    assert built.summary().splitlines()[0] == "built img with podman in 0.8 s"
 
 
 def test_dry_run_with_agents_and_tier(no_commands: None) -> None:
@@ -394,7 +407,7 @@ def test_agents_phase_without_a_ca(image: Image, catalog: Catalog) -> None:
 def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalog: Catalog) -> None:
     plan = plan_of(image, catalog, agents=("claude",))
     fake = FakeEngine(ca_hash={plan.cache_ref("agents"): "different"})
-    with pytest.raises(debian.CommandFailed):
+    with pytest.raises(CommandFailed):
         debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
     assert ("rmi", plan.cache_ref("agents")) in fake.calls
 
@@ -402,19 +415,13 @@ def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalo
 def test_agents_phase_refuses_to_commit_when_an_agent_reports_no_version(image: Image, catalog: Catalog) -> None:
     plan = plan_of(image, catalog, agents=("claude", "codex"))
     fake = FakeEngine()
-    with pytest.raises(debian.CommandFailed, match="codex"):
+    with pytest.raises(CommandFailed, match="codex"):
         debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
     assert [c[0] for c in fake.calls] == ["run"]  # nothing committed
 
 
-def test_docker_layer3_containerfile_carries_the_config(image: Image, catalog: Catalog) -> None:
-    plan = plan_of(image, catalog)
-    text = dp.containerfile("localhost/parent:x", plan.config)
-    assert text.startswith("FROM localhost/parent:x\nCOPY etc/ /etc/\n")
-
-
 def test_dry_run_on_a_host_without_an_engine(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
     rec = Recorder()
     result = debian.build_debian(IMAGE, dry_run=True, progress=rec)
@@ -422,12 +429,75 @@ def test_dry_run_on_a_host_without_an_engine(no_commands: None, monkeypatch: pyt
     assert "engine none" in rec.infos[0]
 
 
+def test_sigterm_unwinds_then_raises_command_failed(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library never exits: SIGTERM cleans up like Ctrl-C and ends as a SandboxError for the CLI."""
+    cleaned: list[str] = []
+
+    def interrupted_build(*args: Any) -> debian.BuildResult:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+            raise AssertionError("SIGTERM did not interrupt the build")
+        finally:
+            cleaned.append("working container")
+
+    class Closing(Recorder):
+        def close(self) -> None:
+            cleaned.append("progress")
+
+    monkeypatch.setattr(debian, "_build", interrupted_build)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(CommandFailed, match="interrupted by SIGTERM"):
+        debian.build_debian(IMAGE, progress=Closing())
+    assert cleaned == ["working container", "progress"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_a_real_build_on_a_host_without_an_engine_is_an_environment_problem(
     no_commands: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent_sandbox.errors import EnvironmentProblem
-
-    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
     with pytest.raises(EnvironmentProblem):
         debian.build_debian(IMAGE, progress=False)
+
+
+# ------------------------------------------------------------------ engines
+def test_the_engine_interface_is_abstract() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        engine.Engine("podman", "/usr/bin/podman")  # type: ignore[abstract]
+    assert engine.Docker("docker", "/usr/bin/docker").cmd("ps") == ["/usr/bin/docker", "ps"]
+
+
+def test_engine_choice_argument_then_environment(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in runtime.ENGINES:  # the one list of engines
+        assert engine.resolve_engine(name).name == name
+    monkeypatch.setenv("AGENT_SANDBOX_ENGINE", "docker")
+    assert isinstance(engine.resolve_engine(), engine.Docker)
+    assert isinstance(engine.resolve_engine("podman"), engine.Podman)
+    monkeypatch.setenv("AGENT_SANDBOX_ENGINE", "lxc")
+    with pytest.raises(InputError):
+        engine.resolve_engine()
+
+
+def test_docker_without_a_daemon_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def no_daemon(name: str) -> bool:
+        asked.append(name)
+        return False
+
+    monkeypatch.setattr(engine, "engine_answers", no_daemon)
+    engine.check_engine_ready(engine.Podman("podman", "/usr/bin/podman", "/usr/bin/buildah"))  # needs no daemon
+    with pytest.raises(EnvironmentProblem, match="dockerd"):
+        engine.check_engine_ready(engine.Docker("docker", "/usr/bin/docker"))
+    assert asked == ["docker"]
+
+
+def test_inspect_refuses_what_is_not_an_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = engine.Docker("docker", "/usr/bin/docker")
+    monkeypatch.setattr(engine, "run_checked", lambda argv: '[{"Id": "sha256:x"}]')
+    assert docker.inspect("img") == {"Id": "sha256:x"}
+    monkeypatch.setattr(engine, "run_checked", lambda argv: "[]")
+    with pytest.raises(CommandFailed):
+        docker.inspect("img")

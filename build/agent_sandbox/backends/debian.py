@@ -31,7 +31,7 @@ import attrs
 from .. import __version__, profiles
 from ..compilers.devcontainer import metadata_label
 from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
-from ..images import Catalog, Image, check_agents, load_catalog, load_image
+from ..images import Catalog, Image, check_agents, check_user, load_catalog, load_image
 from ..paths import project_root
 from . import debian_plan as dp
 from .engine import Engine, check_engine_ready, mmdebstrap_argv, require_tool, resolve_engine, run_streaming
@@ -58,16 +58,17 @@ class BuildResult:
     skipped: tuple[dp.Skipped, ...]
     cache_hits: Mapping[str, bool]
     sizes: Mapping[str, int]
-    seconds: float
+    seconds: float  # wall time of the build (of the planning, for a dry run: not reported)
     keys: Mapping[str, str] = attrs.field(factory=dict)
     dry_run: bool = False
 
     def summary(self) -> str:
         hits = ", ".join(f"{p} {'cached' if hit else 'built'}" for p, hit in self.cache_hits.items())
-        verb = "would build" if self.dry_run else "built"
-        if self.cache_hits and all(self.cache_hits.values()):
-            verb = "up to date:"
-        lines = [f"{verb} {self.image} with {self.engine} in {self.seconds:.1f} s"]
+        if self.dry_run:  # nothing was built: no build time to report
+            lines = [f"would build {self.image} with {self.engine}"]
+        else:
+            verb = "up to date:" if self.cache_hits and all(self.cache_hits.values()) else "built"
+            lines = [f"{verb} {self.image} with {self.engine} in {self.seconds:.1f} s"]
         if hits:
             lines.append(f"  layers: {hits}")
         if self.sizes.get("image"):
@@ -227,6 +228,7 @@ def load_inputs(
     chosen = tuple(agents) if agents is not None else image.agents
     check_agents(chosen, catalog, Location("--agents"))
     profile = profiles.load_profile(tier or image.tier)
+    check_user(image, profile, Location("--tier"))
     return image, catalog, chosen, profile
 
 
@@ -249,7 +251,7 @@ def plan_build(
         catalog,
         agents=chosen,
         tier=profile.name,
-        user_name=profile.container.user,
+        user_name=image.user,
         tier_files=tier_bundle(profile, image.uid, image.gid),
         metadata=metadata_label(profile, uid=image.uid, gid=image.gid),
         revision=git_revision(project_root()),
@@ -383,6 +385,11 @@ def build_policies(plan: dp.Plan, engine: Engine, report: Reporter, versions: Ma
 
 
 # ------------------------------------------------------------------ the build
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way stops
+    the unwinding; build_debian turns it into CommandFailed once everything is cleaned up."""
+
+
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so working containers and temp dirs are removed."""
@@ -391,7 +398,7 @@ def sigterm_unwinds() -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
+        raise Terminated(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -414,14 +421,18 @@ def build_debian(
     `progress`: True for a rich display on stderr, False for none, or a Reporter.
     Environment: AGENT_SANDBOX_ENGINE, AGENT_SANDBOX_BUILD_CA (path | off; default: the host bundle),
     AGENT_SANDBOX_AGENT_PINS (claude=1.2.3,...), AGENT_SANDBOX_CACHE_REPO, AGENT_SANDBOX_BUILD_TMP.
+    SIGTERM unwinds like Ctrl-C (KeyboardInterrupt); once cleaned up, it raises CommandFailed("interrupted by SIGTERM").
     """
     started = time.monotonic()
     report = make_reporter(progress)
-    with sigterm_unwinds():
-        try:
-            return _build(image_name, agents, tier, engine, dry_run, report, started)
-        finally:
-            report.close()
+    try:
+        with sigterm_unwinds():
+            try:
+                return _build(image_name, agents, tier, engine, dry_run, report, started)
+            finally:
+                report.close()
+    except Terminated as exc:  # rolled back by now: working containers and temp dirs are gone
+        raise CommandFailed(f"interrupted by {exc}") from None
 
 
 def _build(

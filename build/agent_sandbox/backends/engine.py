@@ -1,12 +1,13 @@
 """The side-effect edge of the Debian backend: mmdebstrap, podman (+ buildah) and docker, through plumbum.
 
-`Engine` holds what podman and docker share (image inspect, import, tag, rmi, run --rm); `Podman` makes
-layers with buildah (same storage), `Docker` with run + commit and build. Every failing command raises
+`Engine` (abstract) holds what podman and docker share (image inspect, import, tag, rmi, run --rm); `Podman`
+makes layers with buildah (same storage), `Docker` with run + commit and build. Every failing command raises
 CommandFailed with its last stderr lines; an interrupted command is stopped before anything is cleaned up.
 """
 
 from __future__ import annotations
 
+import abc
 import collections
 import json
 import os
@@ -21,10 +22,10 @@ import attrs
 from plumbum import local
 from plumbum.commands.processes import BY_TYPE, iter_lines
 
-from ..errors import CommandFailed, EnvironmentProblem
+from ..errors import CommandFailed, EnvironmentProblem, InputError
+from ..runtime import ENGINES, engine_answers
 from .debian_plan import containerfile
 
-ENGINES = ("podman", "docker")
 TAIL = 15
 
 LineSink = Callable[[str], None]
@@ -92,7 +93,7 @@ LabelsFrom = Callable[[str], Labels]
 
 
 @attrs.frozen
-class Engine:
+class Engine(abc.ABC):
     """Where images live: podman or docker, by its executable. The subclasses know how to make layers."""
 
     name: str
@@ -107,7 +108,10 @@ class Engine:
 
     def inspect(self, ref: str) -> dict[str, Any]:
         data = json.loads(run_checked(self.cmd("image", "inspect", ref)))
-        return data[0] if isinstance(data, list) else data
+        info = data[0] if isinstance(data, list) and data else data
+        if not isinstance(info, dict):
+            raise CommandFailed(f"`{self.name} image inspect {ref}` printed no JSON object")
+        return info
 
     def labels(self, ref: str) -> dict[str, str]:
         info = self.inspect(ref)
@@ -135,6 +139,7 @@ class Engine:
         run_quiet(self.cmd("rmi", ref))
 
     # layers: implemented per engine
+    @abc.abstractmethod
     def run_and_commit(
         self,
         parent: str,
@@ -152,8 +157,8 @@ class Engine:
         the script's environment is set inside the script, never with `-e`. Returns the script's stdout.
         The working container never outlives the call; labels_from may raise to refuse the commit.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def add_tree(
         self,
         parent: str,
@@ -166,7 +171,6 @@ class Engine:
         on_line: LineSink = _ignore,
     ) -> None:
         """`ref` = `parent` + context/etc copied to /etc + labels (literal values) + config."""
-        raise NotImplementedError
 
 
 @attrs.frozen
@@ -295,11 +299,13 @@ class Docker(Engine):
 
 
 def resolve_engine(requested: str | None = None) -> Engine:
-    """podman unless asked otherwise (argument, then AGENT_SANDBOX_ENGINE); docker when podman is missing."""
+    """podman unless asked otherwise (argument, then AGENT_SANDBOX_ENGINE); docker when podman is missing.
+
+    Unlike runtime.detect_engine (which picks the engine whose daemon answers, to run containers), a build
+    picks by installed executable: podman needs no daemon, but needs buildah. check_engine_ready follows.
+    """
     wanted = requested or os.environ.get("AGENT_SANDBOX_ENGINE") or ""
     if wanted and wanted not in ENGINES:
-        from ..errors import InputError
-
         raise InputError(f"unknown engine {wanted!r}; choose podman or docker")
     for name in [wanted] if wanted else list(ENGINES):
         exe = shutil.which(name)
@@ -313,13 +319,11 @@ def resolve_engine(requested: str | None = None) -> Engine:
 
 
 def check_engine_ready(engine: Engine) -> None:
-    """docker needs its daemon (podman needs nothing running)."""
-    if engine.name != "docker":
-        return
-    code, _, err = run_quiet(engine.cmd("version", "--format", "{{.Server.Version}}"))
-    if code != 0:
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        raise EnvironmentProblem(f"{engine.name} is installed but not usable: {last}")
+    """docker needs its daemon (podman needs nothing running): runtime's probe, `docker info`."""
+    if engine.name == "docker" and not engine_answers(engine.name):
+        raise EnvironmentProblem(
+            "docker is installed but does not answer `docker info`: is dockerd running (or DOCKER_HOST set)?"
+        )
 
 
 def require_tool(name: str, hint: str) -> str:
