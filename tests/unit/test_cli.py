@@ -81,3 +81,37 @@ def test_output_file_is_written_atomically(tmp_path: Path):
 def test_generated_policies_for_nix_are_fresh():
     out = run("policy", "compile-all", "--check")
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+# ------------------------------------------------------------------ build and verify: bad input, exit 2, nothing started
+BROKEN_IMAGE = 'name = "broken"\nregistry = "ghcr.io/example/broken"\ntier = "strict"\nuid = "abc"\n'
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["build", "--backend", "debian", "--dry-run", "--agents", ",,"], "--agents: name at least one agent; known:"),
+        (["build", "--backend", "nix", "--dry-run", "--agents", ",,"], "--agents: name at least one agent; known:"),
+        (["build", "--backend", "debian", "--dry-run", "--agents", "nope"], "--agents: unknown agent 'nope'; known:"),
+        (["build", "--backend", "nix", "--dry-run", "--agents", "claude,nope"], "unknown agent 'nope'; known:"),
+        (["build", "--backend", "debian", "--dry-run", "--tier", "nope"], "--tier: unknown tier 'nope'; known:"),
+        (["build", "--backend", "nix", "--dry-run", "--tier", "nope"], "--tier: unknown tier 'nope'; known:"),
+        (["build", "NOSUCHIMAGE", "--dry-run"], "unknown image 'NOSUCHIMAGE'"),
+        (["build", "{broken}", "--dry-run"], "{broken}/image.toml:4: uid: must be a whole number"),
+        (["build", "{broken}/image.toml", "--backend", "nix", "--dry-run"], "image.toml:4: uid: must be a whole"),
+        (["verify", "agent-sandbox-devcontainer", "--tier", "nope"], "nope"),
+    ],
+)
+def test_bad_build_and_verify_input_is_one_line_exit_2(tmp_path: Path, args, words):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "image.toml").write_text(BROKEN_IMAGE, encoding="utf-8")
+    args = [a.replace("{broken}", str(broken)) for a in args]
+    out = run(*args)
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("agent-sandbox: ")
+    assert words.replace("{broken}", str(broken)) in lines[0]
+    assert "Traceback" not in out.stderr

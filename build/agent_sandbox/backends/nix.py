@@ -99,7 +99,12 @@ def nix_command(
             raise InputError("--agents needs at least one agent")
         check_agents(agents, catalog, Location("--agents"))
     if tier is not None and tier not in profiles.tier_names():
-        raise InputError(f"unknown tier {tier!r}; known: {', '.join(profiles.tier_names())}", Location("--tier"))
+        known = ", ".join(profiles.tier_names())
+        raise InputError(
+            f"unknown tier {tier!r} for the nix backend; it builds the shipped tiers ({known}); "
+            "a profile of your own needs --backend debian",
+            Location("--tier"),
+        )
     flake = flake or str(project_root())
     system = system or current_system()
     if agents is None and tier is None:

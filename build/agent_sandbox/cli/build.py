@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..errors import InputError, Location
+
 BACKENDS = ("nix", "debian")
 
 
@@ -11,6 +13,20 @@ def _agents(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     return tuple(a.strip() for a in value.split(",") if a.strip())
+
+
+def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) -> None:
+    """Everything a user can get wrong on the command line, checked once for both backends (exit status 2)."""
+    from ..images import check_agents, check_user, load_catalog, load_image, load_tier
+
+    catalog = load_catalog()
+    desc = load_image(image, catalog)
+    if agents is not None:
+        if not agents:
+            raise InputError(f"name at least one agent; known: {', '.join(catalog.agents)}", Location("--agents"))
+        check_agents(agents, catalog, Location("--agents"))
+    if tier is not None:
+        check_user(desc, load_tier(tier, Location("--tier")), Location("--tier"))
 
 
 @click.command()
@@ -26,8 +42,13 @@ def _agents(value: str | None) -> tuple[str, ...] | None:
 @click.option("--tier", default=None, help="Tier for the image's devcontainer.metadata label instead of the image's.")
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
 def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool) -> None:
-    """Build IMAGE (default: agent-sandbox-devcontainer)."""
+    """Build IMAGE: a name under images/ or the path of an image directory or image.toml
+    (default: agent-sandbox-devcontainer)."""
+    from ..backends import BuildOutcome
+
     agent_list = _agents(agents)
+    check_request(image, agent_list, tier)
+    result: BuildOutcome
     if backend == "nix":
         from ..backends.nix import build_nix
 
@@ -36,5 +57,4 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         from ..backends.debian import build_debian  # imported here: it pulls in the container engine code
 
         result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run)
-    summary = getattr(result, "summary", None)
-    click.echo(summary() if callable(summary) else str(result))
+    click.echo(result.summary())
