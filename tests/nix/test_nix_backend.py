@@ -85,3 +85,16 @@ def test_the_command_builds_against_the_stand_in(harness: Harness, agents, tier)
     contract.check_image(args, image, load_catalog(), chosen_agents, tier or image.tier)
     assert args["tag"] == result.reference.rsplit(":", 1)[1]
     assert args["name"] == result.reference.rsplit(":", 1)[0]
+
+
+# ------------------------------------------------------------------ which backend this machine has
+@requires_nix[0]
+@requires_nix[1]
+def test_nixpkgs_is_available_where_the_flake_can_evaluate(harness: Harness, tmp_path: Path) -> None:
+    """`build --backend auto` picks Nix exactly when this probe succeeds: against a copy locked to the stand-in
+    it does; against a copy whose nixpkgs input points at a missing path it does not."""
+    from agent_sandbox.backends.nix import nixpkgs_available
+
+    assert nixpkgs_available(flake=f"path:{harness.locked}", system=SYSTEM, nix_args=harness.options())
+    missing = ["--override-input", "nixpkgs", f"path:{tmp_path / 'no-nixpkgs-here'}"]
+    assert not nixpkgs_available(flake=f"path:{harness.plain}", system=SYSTEM, nix_args=[*harness.options(), *missing])

@@ -152,6 +152,33 @@ def build_nix(
     return NixBuildResult(image.name, reference, command, out_path, system)
 
 
+def probe_command(flake: str | None = None, system: str | None = None) -> tuple[str, ...]:
+    """A cheap evaluation that needs the flake's real nixpkgs: the name of the first base package."""
+    flake = flake or f"path:{project_root()}"
+    system = system or current_system()
+    return ("nix", "eval", "--raw", f"{flake}#packageSets.{system}.base", "--apply", "l: (builtins.head l).name")
+
+
+def nixpkgs_available(
+    flake: str | None = None, system: str | None = None, nix_args: Sequence[str] = (), timeout: float = 300
+) -> bool:
+    """Can this machine evaluate (and so build) the flake: `nix` installed and its nixpkgs fetchable?
+
+    Where nixpkgs is unreachable the fetch fails at once (no route, no name); where it is reachable
+    this downloads it, which the build would do anyway.
+    """
+    if shutil.which("nix") is None:
+        return False
+    from plumbum import ProcessTimedOut, local
+
+    command = probe_command(flake, system)
+    try:
+        code, _, _ = local[command[0]][[*command[1:], *nix_args]].run(retcode=None, timeout=timeout)
+    except ProcessTimedOut:
+        return False
+    return code == 0
+
+
 def _out_path(stdout: str) -> str:
     try:
         built = json.loads(stdout)

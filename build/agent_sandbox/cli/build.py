@@ -6,7 +6,18 @@ import click
 
 from ..errors import InputError, Location
 
-BACKENDS = ("nix", "debian")
+BACKENDS = ("auto", "nix", "debian")
+
+
+def choose_backend(requested: str) -> str:
+    """`auto`: Nix where it can build (nix installed, nixpkgs reachable), else the Debian backend."""
+    if requested != "auto":
+        return requested
+    from ..backends.nix import nixpkgs_available
+
+    chosen = "nix" if nixpkgs_available() else "debian"
+    click.echo(f"backend: {chosen}" + ("" if chosen == "nix" else " (nix cannot fetch nixpkgs here)"), err=True)
+    return chosen
 
 
 def _agents(value: str | None) -> tuple[str, ...] | None:
@@ -34,9 +45,10 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
-    default="debian",
+    default="auto",
     show_default=True,
-    help="nix: `nix build` of flake.nix (needs nixpkgs reachable); debian: mmdebstrap + podman.",
+    help="nix: `nix build` of flake.nix (needs nixpkgs reachable); debian: mmdebstrap + podman; "
+    "auto: nix where it can build, else debian.",
 )
 @click.option("--agents", default=None, help="Comma-separated agents to install instead of the image's (e.g. claude,codex).")
 @click.option("--tier", default=None, help="Tier for the image's devcontainer.metadata label instead of the image's.")
@@ -49,6 +61,7 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     agent_list = _agents(agents)
     check_request(image, agent_list, tier)
     result: BuildOutcome
+    backend = choose_backend(backend)
     if backend == "nix":
         from ..backends.nix import build_nix
 
