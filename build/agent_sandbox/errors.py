@@ -55,3 +55,9 @@ class CommandFailed(SandboxError):
     """An external command (podman, git, nix, mmdebstrap) failed."""
 
     exit_code = 1
+
+
+class ChecksFailed(SandboxError):
+    """Checks ran and found the subject wanting (a conformance check failed, or nothing could be verified)."""
+
+    exit_code = 1

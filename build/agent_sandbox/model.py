@@ -6,13 +6,33 @@ Derived facts (network mode, read-only root, workspace mount mode) are propertie
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from pathlib import PurePosixPath
+from types import MappingProxyType
 
 import attrs
 
 from .errors import Location
 
 WORKSPACE = "/workspace"
+
+# The Linux capabilities by bit number (linux/capability.h), in bit order: the names profiles accept (with ALL)
+# and the bits the conformance suite reads from /proc/<pid>/status.
+CAPABILITY_BITS: Mapping[str, int] = MappingProxyType(
+    {
+        name: bit
+        for bit, name in enumerate(
+            (
+                "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+                "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK",
+                "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN",
+                "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+                "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND",
+                "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+            )
+        )
+    }
+)
 
 _NOWHERE = Location("<built-in>")
 

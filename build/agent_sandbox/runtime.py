@@ -6,13 +6,18 @@ back a `Sandbox` (a context manager) that removes the container again, also when
 
 Proxied tiers join the network `agent-sandbox-egress`. The egress proxy is not shipped yet, so when that network is
 missing the runtime creates it `--internal` (no route out): a proxied tier then has no egress at all and fails
-closed rather than open.
+closed rather than open. An existing `agent-sandbox-egress` that is not internal is refused: it would make a
+proxied tier open.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -74,6 +79,19 @@ def detect_engine(requested: str | None = None) -> str:
     raise EnvironmentProblem("no container engine answers: install podman, or start dockerd (see docs/conformance.md)")
 
 
+@functools.cache
+def engine_cwd() -> str:
+    """A private empty directory that engine commands run in, removed when this process exits.
+
+    podman's conmon (which outlives `podman run`) inherits the working directory and creates an empty file `oom`
+    there when a container is OOM-killed: never in the caller's directory (a checkout). Once the directory is
+    gone, conmon's later attempts fail harmlessly.
+    """
+    path = tempfile.mkdtemp(prefix="agent-sandbox-engine-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def _engine(engine: str) -> Any:
     cmd = _which(engine)
     if cmd is None:
@@ -93,7 +111,7 @@ def run_engine(
     cmd = _engine(engine)
     try:
         with _process_env(env):
-            code, out, err = cmd.run(list(args), retcode=None, timeout=timeout)
+            code, out, err = cmd.run(list(args), retcode=None, timeout=timeout, cwd=engine_cwd())
     except ProcessTimedOut:
         raise CommandFailed(f"`{engine} {' '.join(args[:3])} ...` did not finish in {timeout:g} s") from None
     if check and code != 0:
@@ -132,22 +150,35 @@ def network_exists(engine: str, name: str) -> bool:
     return code == 0
 
 
-def network_is_internal(engine: str, name: str) -> bool:
-    info = inspect(engine, name, kind="network")
-    # podman 4 reports `internal`, docker (and podman's docker API) `Internal`
+def is_internal(info: Mapping[str, Any]) -> bool:
+    """Whether a `network inspect` result is an internal network (podman 4 reports `internal`, docker and
+    podman's docker API `Internal`)."""
     return bool(info.get("internal", info.get("Internal", False)))
 
 
-def ensure_egress_network(engine: str) -> bool:
-    """Make sure `agent-sandbox-egress` exists; create it `--internal` when missing. True if created here.
+def network_is_internal(engine: str, name: str) -> bool:
+    return is_internal(inspect(engine, name, kind="network"))
 
-    An existing network is left as it is (once the egress proxy ships, it owns this network).
+
+def _refuse_open_egress_network(engine: str) -> None:
+    """An existing egress network with a route out would make every proxied tier open."""
+    if not network_is_internal(engine, egress.EGRESS_NETWORK):
+        name = egress.EGRESS_NETWORK
+        raise EnvironmentProblem(f"network {name} exists but is not internal: remove it ({engine} network rm {name})")
+
+
+def ensure_egress_network(engine: str) -> bool:
+    """Make sure `agent-sandbox-egress` exists and is internal; create it `--internal` when missing. True if
+    created here. An existing internal network is left as it is (once the egress proxy ships, it owns this
+    network); a non-internal one is refused with EnvironmentProblem.
     """
     if network_exists(engine, egress.EGRESS_NETWORK):
+        _refuse_open_egress_network(engine)
         return False
     code, _, err = run_engine(engine, ["network", "create", "--internal", egress.EGRESS_NETWORK], check=False)
     if code != 0:
         if network_exists(engine, egress.EGRESS_NETWORK):  # created concurrently by another run
+            _refuse_open_egress_network(engine)
             return False
         raise CommandFailed(f"cannot create network {egress.EGRESS_NETWORK}: {err.strip()}")
     return True
@@ -286,7 +317,7 @@ def start_sandbox(
     `host_env` resolves `${localEnv:...}` in the tier's mounts and supplies the forwarded API-key variables
     (default: this process's environment). The container is removed again if anything fails after `run`.
     """
-    workspace = Path(workspace)
+    workspace = Path(workspace).absolute()  # the engine runs elsewhere (engine_cwd)
     if not workspace.is_dir():
         raise InputError(f"{workspace}: the workspace must be an existing directory")
     if not image_exists(engine, image):
@@ -331,6 +362,7 @@ def run_once(
     """
     if profile.network.mode is NetworkMode.PROXIED:
         ensure_egress_network(engine)
+    workspace = Path(workspace).absolute()  # the engine runs elsewhere (engine_cwd)
     name = new_name("agent-sandbox-once")
     env = dict(os.environ if host_env is None else host_env)
     argv = sandbox_command(engine, image, profile, workspace=workspace, name=name, host_env=env, uid=uid, gid=gid,

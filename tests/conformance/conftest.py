@@ -203,9 +203,13 @@ def _own_fake_home(home: Path, uid: int, gid: int) -> None:
 
 @pytest.fixture(scope="session")
 def session(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    requested = _option(pytestconfig, "--engine", "AGENT_SANDBOX_ENGINE")
     try:
-        engine = runtime.detect_engine(_option(pytestconfig, "--engine", "AGENT_SANDBOX_ENGINE"))
+        engine = runtime.detect_engine(requested)
     except SandboxError as exc:
+        # Asked for explicitly (an engine or an image), the run must not pass by skipping everything.
+        if requested or image_given(pytestconfig):
+            pytest.fail(f"no container engine to verify with: {exc}", pytrace=False)
         pytest.skip(f"no container engine: {exc}")
     image = image_ref(pytestconfig)
     if not runtime.image_exists(engine, image):
@@ -290,9 +294,22 @@ def outside(session: Session) -> Iterator[OutsideServer]:
             runtime.run_engine(engine, ["network", "rm", OUTSIDE_NETWORK], check=False)
 
 
+PYTHON_TOOL = "python"  # the images/catalog.toml tool that provides python3
+
+
+def require_python3(session: Session, host: Any) -> None:
+    """Skip a probe that runs python3 inside the sandbox when the image has none, unless the image description
+    promises it (the `python` tool): then its absence is a failure, not a gap to skip over."""
+    if host.run("command -v python3").rc == 0:
+        return
+    desc = session.description
+    if desc is not None and PYTHON_TOOL in {t.name for t in images.image_tools(desc, images.load_catalog())}:
+        pytest.fail(f"{session.image} has no python3, although images/{desc.name}/image.toml lists the "
+                    f"{PYTHON_TOOL} tool", pytrace=False)
+    pytest.skip("the image has no python3, which this probe runs inside the sandbox")
+
 
 @pytest.fixture
-def python3(host: Any) -> None:
+def python3(session: Session, host: Any) -> None:
     """The probes that fork, allocate or speak HTTP run python3 inside the image (agentTools ships it)."""
-    if host.run("command -v python3").rc != 0:
-        pytest.skip("the image has no python3, which this probe runs inside the sandbox")
+    require_python3(session, host)

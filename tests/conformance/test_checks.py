@@ -4,12 +4,19 @@ raise on a weakened one's. What a tier expects is derived from its profile, neve
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 
+import attrs
 import pytest
 from agent_sandbox import conformance as c
 from agent_sandbox.compilers.devcontainer import metadata_label
-from agent_sandbox.model import NetworkMode
-from agent_sandbox.profiles import load_profile, tier_names
+from agent_sandbox.images import load_image
+from agent_sandbox.model import CAPABILITY_BITS, NetworkMode, Profile
+from agent_sandbox.profiles import CAPABILITIES, load_profile
+
+from .conftest import Session, require_python3
 
 Failure = c.ConformanceFailure
 
@@ -31,6 +38,7 @@ MOUNTINFO = r"""85 54 0:42 / / rw,nodev,relatime - overlay overlay rw,lowerdir=/
 60 87 0:48 /null /proc/keys rw,nosuid,noexec - tmpfs tmpfs rw,size=65536k,mode=755
 """
 DOCKER_SOCK = "120 85 0:22 /run/docker.sock /var/run/docker.sock rw,nosuid,nodev - tmpfs tmpfs rw,mode=755\n"
+RO_ROOT = MOUNTINFO.replace("/ / rw,nodev", "/ / ro,nodev").replace("/workspace rw,", "/workspace ro,")
 HOST_HOME = "121 85 254:0 /home/alice /home/vscode/host rw,relatime - ext4 /dev/vda rw\n"
 
 ZERO = "0000000000000000"
@@ -47,20 +55,129 @@ def status(eff: str = ZERO, bnd: str = ZERO, nnp: str = "1") -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- expectations come from the profile
-@pytest.mark.parametrize("name", tier_names())
-def test_expectations_are_derived_from_the_profile(name):
-    profile = load_profile(name)
-    exp = c.expect(profile)
-    box = profile.container
-    assert exp.drops_all_caps == ("ALL" in box.cap_drop)
-    assert (exp.bounding_caps == frozenset()) == ("ALL" in box.cap_drop and not box.cap_add)
-    assert exp.no_new_privileges == box.no_new_privileges
-    assert exp.readonly_root == profile.filesystem.readonly
-    assert exp.workspace_mode == profile.workspace_mode
-    assert (exp.memory_bytes, exp.cpus, exp.pids) == (box.memory_bytes, box.cpus, box.pids)
-    assert exp.network is profile.network.mode
-    assert {m.target for m in exp.mounts} == {m.target for m in box.mounts}
-    assert not exp.mount_targets & set(exp.denied_paths)
+# Hand-written profiles with known values: what `expect` must derive from each (not the shipped tiers, whose
+# values would only be copied back).
+PROFILES = {
+    "handmade": """
+name: handmade
+network:
+  allow: ["api.example.com:443"]
+filesystem:
+  readonly: true
+  allow: ["/workspace/**", "/tmp/**"]
+  deny: ["/srv/secrets/**", "~/.netrc"]
+container:
+  user: agent
+  cap_drop: [ALL]
+  cap_add: [NET_BIND_SERVICE]
+  memory: 2g
+  cpus: 1.5
+  pids: 256
+  tmpfs: [/tmp, /run/agent]
+  scratch: [/home/agent]
+  mounts:
+    - {source: "${localEnv:HOME}/.ssh", target: "~/.ssh", readonly: true}
+  env:
+    EDITOR: vi
+""",
+    "loose": """
+name: loose
+network:
+  allow: ["*"]
+filesystem:
+  read: ["/workspace/**"]
+container:
+  user: dev
+  cap_drop: [NET_RAW]
+  cap_add: [SYS_PTRACE]
+  no_new_privileges: false
+  tmpfs: []
+""",
+    "closed": "name: closed\n",
+}
+
+
+@pytest.fixture
+def handwritten(tmp_path: Path) -> Callable[[str], Profile]:
+    def load(name: str) -> Profile:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(PROFILES[name])
+        return load_profile(path)
+
+    return load
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute", "value"),
+    [
+        ("handmade", "tier", "handmade"),
+        ("handmade", "user", "agent"),
+        ("handmade", "home", "/home/agent"),
+        ("handmade", "drops_all_caps", True),
+        ("handmade", "bounding_caps", {"NET_BIND_SERVICE"}),
+        ("handmade", "cap_drop", frozenset()),
+        ("handmade", "no_new_privileges", True),
+        ("handmade", "escalation_blocked", True),
+        ("handmade", "readonly_root", True),
+        ("handmade", "workspace_mode", "rw"),
+        ("handmade", "tmpfs", ("/tmp", "/run/agent")),
+        ("handmade", "scratch", ("/home/agent",)),
+        ("handmade", "mounts", (c.TierMount("/home/agent/.ssh", readonly=True),)),
+        ("handmade", "memory_bytes", 2 << 30),
+        ("handmade", "cpus", 1.5),
+        ("handmade", "pids", 256),
+        ("handmade", "network", NetworkMode.PROXIED),
+        ("loose", "home", "/home/dev"),
+        ("loose", "drops_all_caps", False),
+        ("loose", "bounding_caps", None),  # the engine's default set, minus drops
+        ("loose", "cap_add", {"SYS_PTRACE"}),
+        ("loose", "cap_drop", {"NET_RAW"}),
+        ("loose", "no_new_privileges", False),
+        ("loose", "escalation_blocked", False),
+        ("loose", "readonly_root", False),
+        ("loose", "workspace_mode", "ro"),  # filesystem.read only: the workspace is mounted read-only
+        ("loose", "tmpfs", ()),
+        ("loose", "mounts", ()),
+        ("loose", "memory_bytes", None),
+        ("loose", "cpus", None),
+        ("loose", "pids", None),
+        ("loose", "network", NetworkMode.OPEN),
+        ("closed", "network", NetworkMode.NONE),
+        ("closed", "tmpfs", ("/tmp",)),
+        ("closed", "bounding_caps", frozenset()),
+    ],
+)
+def test_expectations_are_derived_from_the_profile(handwritten, name, attribute, value):
+    assert getattr(c.expect(handwritten(name)), attribute) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute", "member", "present"),
+    [
+        ("handmade", "denied_paths", "/home/agent/.aws", True),  # a credential path under the tier's own home
+        ("handmade", "denied_paths", "/run/docker.sock", True),
+        ("handmade", "denied_paths", "/srv/secrets", True),  # filesystem.deny
+        ("handmade", "denied_paths", "/home/agent/.netrc", True),
+        ("handmade", "denied_paths", "/home/agent/.ssh", False),  # mounted on purpose: checked as a mount
+        ("handmade", "forbidden_caps", "SYS_ADMIN", True),
+        ("handmade", "forbidden_caps", "NET_BIND_SERVICE", False),
+        ("loose", "forbidden_caps", "NET_RAW", True),  # dropped explicitly
+        ("loose", "forbidden_caps", "SYS_PTRACE", False),  # privileged, but added by the tier
+        ("loose", "forbidden_caps", "SYS_ADMIN", True),
+        ("loose", "denied_paths", "/home/dev/.ssh", True),
+        ("handmade", "env", ("EDITOR", "vi"), True),
+        ("handmade", "env", ("AGENT_SANDBOX_TIER", "handmade"), True),
+        ("handmade", "unset_env", "ANTHROPIC_API_KEY", True),
+    ],
+)
+def test_derived_sets_hold_what_the_profile_implies(handwritten, name, attribute, member, present):
+    assert (member in getattr(c.expect(handwritten(name)), attribute)) is present
+
+
+def test_expectations_take_the_images_ids_and_the_forwarded_keys(handwritten):
+    exp = c.expect(handwritten("handmade"), uid=1234, gid=2345, passed_env=["ANTHROPIC_API_KEY"])
+    assert (exp.uid, exp.gid) == (1234, 2345)
+    assert "ANTHROPIC_API_KEY" not in exp.unset_env and "OPENAI_API_KEY" in exp.unset_env
 
 
 def test_the_shipped_tiers_differ_where_they_should():
@@ -85,7 +202,7 @@ def test_default_capabilities_fail_where_the_tier_drops_all():
 
 def test_default_capabilities_pass_in_trusted_but_a_privileged_one_fails():
     c.check_capabilities(expect("trusted"), {"1": status(bnd=DOCKER_DEFAULT_BND)})
-    sys_admin = f"{int(DOCKER_DEFAULT_BND, 16) | 1 << c.CAPABILITY_BITS['SYS_ADMIN']:016x}"
+    sys_admin = f"{int(DOCKER_DEFAULT_BND, 16) | 1 << CAPABILITY_BITS['SYS_ADMIN']:016x}"
     with pytest.raises(Failure, match="SYS_ADMIN"):
         c.check_capabilities(expect("trusted"), {"1": status(bnd=sys_admin)})
 
@@ -99,7 +216,23 @@ def test_no_new_privileges_must_match_the_tier():
 
 def test_cap_masks_round_trip():
     assert c.cap_names(c.cap_mask({"NET_ADMIN", "CHOWN"})) == {"NET_ADMIN", "CHOWN"}
-    assert "CHOWN" in c.cap_names(int(DOCKER_DEFAULT_BND, 16))
+    assert c.cap_names(int(DOCKER_DEFAULT_BND, 16)) == {
+        "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE",
+        "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP",
+    }  # docker's documented default set
+    assert c.cap_names(1 << 41) == {"bit-mask-0x20000000000"}  # a capability newer than the table
+
+
+@pytest.mark.parametrize(
+    ("name", "bit"),
+    [("CHOWN", 0), ("SETUID", 7), ("NET_ADMIN", 12), ("SYS_ADMIN", 21), ("MKNOD", 27), ("SETFCAP", 31),
+     ("MAC_ADMIN", 33), ("BPF", 39), ("CHECKPOINT_RESTORE", 40)],
+)
+def test_capability_bits_are_the_kernels(name, bit):
+    """linux/capability.h; profiles accept exactly these names (and ALL)."""
+    assert CAPABILITY_BITS[name] == bit
+    assert len(CAPABILITY_BITS) == 41 and sorted(CAPABILITY_BITS.values()) == list(range(41))
+    assert CAPABILITIES == set(CAPABILITY_BITS) | {"ALL"}
 
 
 # ---------------------------------------------------------------- identity
@@ -164,10 +297,32 @@ def test_root_filesystem_checks_tell_erofs_from_eacces():
         c.check_root_filesystem(expect("trusted"), rw_root, {"/usr": "written"})
 
 
+@pytest.mark.parametrize(
+    ("name", "root", "writes", "complaint"),
+    [
+        ("strict", MOUNTINFO, {"/etc/ssl/certs": "EACCES", "/usr/local/share/ca-certificates": "EACCES"}, None),
+        ("strict", MOUNTINFO, {"/etc/ssl/certs": "written"}, "created a file in /etc/ssl/certs"),
+        ("standard", MOUNTINFO, {"/usr/local/share/ca-certificates": "written"},
+         "created a file in /usr/local/share/ca-certificates"),
+        ("paranoid", RO_ROOT, {"/etc/ssl/certs": "EROFS"}, None),
+        ("paranoid", RO_ROOT, {"/usr/local/share/ca-certificates": "ENOENT"}, None),  # an image without it
+        ("paranoid", RO_ROOT, {"/etc/ssl/certs": "EACCES"}, "not EROFS"),
+    ],
+)
+def test_the_ca_directories_leash_may_write_are_closed_to_the_agent(name, root, writes, complaint):
+    """Leash's bootstrap rules let writes to the CA directories through because Unix permissions stop a non-root
+    agent: the suite probes them with the other system directories."""
+    assert set(writes) <= set(c.SYSTEM_DIRS)
+    if complaint is None:
+        c.check_root_filesystem(expect(name), c.parse_mountinfo(root), writes)
+    else:
+        with pytest.raises(Failure, match=complaint):
+            c.check_root_filesystem(expect(name), c.parse_mountinfo(root), writes)
+
+
 SCRATCH_HOME = (
     "140 85 254:0 /var/lib/containers/storage/volumes/ab12/_data /home/vscode rw,nosuid,nodev - ext4 /dev/vda rw\n"
 )
-RO_ROOT = MOUNTINFO.replace("/ / rw,nodev", "/ / ro,nodev").replace("/workspace rw,", "/workspace ro,")
 
 
 def test_read_only_tiers_write_only_to_volatile_places():
@@ -292,7 +447,64 @@ def test_list_labels_accept_commas_spaces_and_json():
     assert c.split_label_list("") == [] and c.split_label_list(None) is None
 
 
-@pytest.mark.parametrize("name", tier_names())
-def test_every_claim_is_described(name):
-    lines = c.describe(expect(name))
-    assert len(lines) == 7 and all(lines)
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("handmade", "identity: uid 1000 (agent), home /home/agent; sudo/su cannot give root"),
+        ("loose", "identity: uid 1000 (dev), home /home/dev"),
+        ("handmade", "capabilities: no capabilities but NET_BIND_SERVICE (CapEff/CapPrm/CapBnd); NoNewPrivs 1"),
+        ("closed", "capabilities: no capabilities (CapEff/CapPrm/CapBnd); NoNewPrivs 1"),
+        ("loose", "capabilities: engine-default capabilities, none of the privileged ones; NoNewPrivs 0"),
+        ("handmade", "root filesystem: read-only; nothing the user writes outlives the sandbox"),
+        ("loose", "root filesystem: read-write"),
+        ("handmade", ("workspace: /workspace mounted rw; tmpfs: /tmp, /run/agent (/tmp 1777); "
+                      "scratch volumes: /home/agent")),
+        ("loose", "workspace: /workspace mounted ro; tmpfs: none (/tmp 1777)"),
+        ("handmade", "limits: memory 2147483648 bytes, cpus 1.5, pids 256"),
+        ("loose", "limits: memory unlimited, cpus unlimited, pids: engine default"),
+        ("closed", "network: loopback only"),
+        ("handmade", "network: only agent-sandbox-egress (no route to other hosts until the proxy ships)"),
+        ("loose", "network: reaches other hosts"),
+    ],
+)
+def test_every_claim_is_described(handwritten, name, line):
+    assert line in c.describe(c.expect(handwritten(name)))
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_host_paths_name_the_mounts_and_what_is_out_of_reach(handwritten, name):
+    exp = c.expect(handwritten(name))
+    (line,) = [line for line in c.describe(exp) if line.startswith("host paths:")]
+    assert all(m.target in line for m in exp.mounts) and all(p in line for p in exp.denied_paths)
+
+
+# ---------------------------------------------------------------- probes that need python3 in the image
+@attrs.frozen
+class FakeHost:
+    has_python3: bool
+
+    def run(self, command: str) -> SimpleNamespace:
+        assert command == "command -v python3"
+        return SimpleNamespace(rc=0 if self.has_python3 else 1)
+
+
+@pytest.mark.parametrize(
+    ("has_python3", "package_sets", "outcome"),
+    [
+        (True, ("base", "agentTools"), None),
+        (False, ("base", "agentTools"), pytest.fail.Exception),  # agentTools has the python tool: a gap, not a skip
+        (False, ("base", "python"), pytest.fail.Exception),
+        (False, ("base", "devTools"), pytest.skip.Exception),  # nothing promises python3
+        (False, None, pytest.skip.Exception),  # no image description
+    ],
+)
+def test_a_missing_python3_fails_where_the_image_description_promises_it(tmp_path, has_python3, package_sets,
+                                                                         outcome):
+    desc = load_image("agent-sandbox-devcontainer")
+    desc = attrs.evolve(desc, package_sets=package_sets) if package_sets else None
+    session = Session("podman", "IMG", desc, tmp_path, tmp_path)
+    if outcome is None:
+        require_python3(session, FakeHost(has_python3))
+    else:
+        with pytest.raises(outcome, match="python3"):
+            require_python3(session, FakeHost(has_python3))

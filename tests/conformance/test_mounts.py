@@ -3,6 +3,7 @@ the host; credentials and engine sockets are out of reach."""
 
 from __future__ import annotations
 
+import pytest
 from agent_sandbox import conformance
 
 
@@ -24,7 +25,8 @@ def test_tier_mounts_come_from_the_callers_home(expected, host, session):
     """container.mounts resolve ${localEnv:HOME} against the caller's HOME (a fake one here): the files the
     suite planted are what the sandbox sees, read-only where the tier says so."""
     if not expected.mounts:
-        return  # nothing mounted: test_no_host_paths_but_the_workspace_and_the_tiers_mounts covers it
+        pytest.skip(f"tier {expected.tier} has no container.mounts (that nothing else comes from the host is "
+                    "test_no_host_paths_but_the_workspace_and_the_tiers_mounts)")
     for mount in expected.mounts:
         target = host.file(mount.target)
         assert target.exists, f"{mount.target} is missing"

@@ -16,6 +16,8 @@ from agent_sandbox import conformance, profiles, runtime
 from agent_sandbox.compilers.runargs import run_args
 from agent_sandbox.model import WORKSPACE
 
+from .conftest import require_python3
+
 Check = Callable[[conformance.Expectations, conformance.Probe, Any], None]
 
 
@@ -51,9 +53,13 @@ def _denied(exp, probe, request):
     conformance.check_denied_paths(exp, probe.path_states(exp.denied_paths))
 
 
+def _identity(exp, probe, request):
+    user = probe.host.user()
+    conformance.check_identity(exp, uid=user.uid, user=user.name, init_uids=probe.status("1")["Uid"])
+
+
 def _outside(exp, probe, request):
-    if probe.run("command -v python3").rc != 0:
-        pytest.skip("the image has no python3 for the HTTP probe")
+    require_python3(request.getfixturevalue("session"), probe.host)
     outside = request.getfixturevalue("outside")
     conformance.check_outside_reach(exp, {a: probe.fetch_token(a, outside.port, outside.token) for a in outside.addresses})
 
@@ -71,6 +77,10 @@ def _plus_fake_aws(session) -> Callable[[list[str]], list[str]]:
     return lambda flags: flags + [f"--mount=type=bind,source={fake},target=/home/vscode/.aws,readonly"]
 
 
+def _as_root(flags: list[str]) -> list[str]:
+    return runtime.replace_flag(flags, "--user=", "--user=0:0")
+
+
 def _host_dir_as_scratch(session) -> Callable[[list[str]], list[str]]:
     home = session.base / "host-home"
     home.mkdir(exist_ok=True)
@@ -85,6 +95,7 @@ CASES = [
     pytest.param("strict", "drop", ("--cap-drop=",), _caps, "CapBnd|CapPrm|CapEff", id="strict-without-cap-drop-ALL"),
     pytest.param("strict", "drop", ("--security-opt=no-new-privileges",), _nnp, "NoNewPrivs",
                  id="strict-without-no-new-privileges"),
+    pytest.param("strict", "root", (), _identity, r"uid 0 \(root\)", id="strict-as-root"),
     pytest.param("paranoid", "drop", ("--read-only",), _root, "mounted rw", id="paranoid-without-read-only-root"),
     pytest.param("paranoid", "drop", ("--network=",), _interfaces, "loopback only", id="paranoid-on-a-network"),
     pytest.param("strict", "drop", ("--network=",), _outside, "reached the outside server", id="strict-on-an-open-network"),
@@ -115,6 +126,8 @@ def test_weakened_sandbox_is_caught(weakened_tier, how, flags, check: Check, com
         adjust = _workspace_rw
     elif how == "host-scratch":
         adjust = _host_dir_as_scratch(session)
+    elif how == "root":
+        adjust = _as_root
     else:
         adjust = _plus_fake_aws(session)
     tier_flags = run_args(profile, workspace="/w", host_env=session.host_env(), uid=session.uid, gid=session.gid)

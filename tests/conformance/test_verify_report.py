@@ -1,8 +1,10 @@
-"""`agent-sandbox verify`'s report, from a pytest JUnit file (no container)."""
+"""`agent-sandbox verify`'s report and exit, from a pytest JUnit file (no container)."""
 
 from __future__ import annotations
 
+import pytest
 from agent_sandbox.cli import verify as v
+from agent_sandbox.errors import ChecksFailed, CommandFailed, InputError
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="conformance.test_capabilities" name="test_capability_sets_hold_only_what_the_tier_grants[strict]"/>
@@ -28,6 +30,66 @@ def test_outcomes_are_grouped_by_tier_and_area(tmp_path):
     assert "strict: FAILED (1 passed, 1 failed)" in text
     assert "FAIL    limits: 1 failed" in text and "claims  network: loopback only" in text
     assert "cgroup pids.max is max" in text and text.rstrip().endswith("2 passed, 1 failed, 1 skipped")
+
+
+def outcome(area: str, tier: str, status: str, message: str = "") -> v.Outcome:
+    return v.Outcome(area, tier, f"test_{area}[{tier}]", status, message)
+
+
+PASSED, FAILED = outcome("capabilities", "strict", "passed"), outcome("limits", "strict", "failed")
+SKIPPED = outcome("tools", "strict", "skipped", "the image has no python3")
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "verdict", "area_line"),
+    [
+        ([PASSED], "strict: verified (1 passed)", "ok      capabilities: 1 passed"),
+        ([PASSED, FAILED], "strict: FAILED (1 passed, 1 failed)", "FAIL    limits: 1 failed"),
+        ([SKIPPED], "strict: NOT verified (1 skipped)",
+         "----    tools: NOT verified (1 skipped: the image has no python3)"),
+        ([PASSED, SKIPPED], "strict: partly verified (1 passed, 1 skipped); NOT verified: tools",
+         "----    tools: NOT verified (1 skipped: the image has no python3)"),
+        ([], "strict: not run", None),
+    ],
+    ids=["passed", "failed", "all-skipped", "an-area-skipped", "not-run"],
+)
+def test_a_tier_or_area_is_verified_only_by_a_passing_check(outcomes, verdict, area_line):
+    lines = v.render("IMG", "podman", ("strict",), outcomes, 1000, 1000).splitlines()
+    assert verdict in lines
+    if area_line:
+        assert f"  {area_line}" in lines
+    assert not [line for line in lines if " verified" in line and "skipped" in line and "NOT verified" not in line]
+
+
+STRICT, BOTH = ("strict",), ("paranoid", "strict")
+PARANOID_PASSED = outcome("capabilities", "paranoid", "passed")
+
+
+@pytest.mark.parametrize(
+    ("code", "outcomes", "tiers", "keyword", "error", "message"),
+    [
+        (0, [PASSED], STRICT, None, None, None),
+        (0, [PASSED, SKIPPED], STRICT, None, None, None),  # partly verified: reported, not an error
+        (1, [PASSED, FAILED], STRICT, None, ChecksFailed, "1 conformance check failed for tier strict; see above"),
+        (1, [FAILED, outcome("limits", "paranoid", "failed"), outcome("suite", "", "failed")], BOTH, None,
+         ChecksFailed, "3 conformance checks failed for tiers strict, paranoid; see above"),
+        (1, [PASSED], STRICT, None, ChecksFailed, "the conformance suite failed (pytest exit status 1); see above"),
+        (0, [SKIPPED], STRICT, None, ChecksFailed,
+         "nothing was verified for tier strict: no check passed (all skipped); see above"),
+        (0, [PARANOID_PASSED], BOTH, None, ChecksFailed,
+         "nothing was verified for tier strict: no check passed (all skipped); see above"),
+        (0, [PARANOID_PASSED], BOTH, "paranoid", None, None),  # -k chose no strict test: strict was not run
+        (5, [], STRICT, "nothing-matches", InputError, "no conformance test matched (-k 'nothing-matches')"),
+        (5, [], STRICT, None, CommandFailed, "the conformance suite collected no test"),
+        (2, [PASSED], STRICT, None, CommandFailed, "the conformance suite stopped abnormally (pytest exit status 2)"),
+    ],
+)
+def test_verify_exits_zero_only_when_every_tier_was_verified(code, outcomes, tiers, keyword, error, message):
+    got = v.outcome_error(code, outcomes, tiers, keyword)
+    if error is None:
+        assert got is None
+    else:
+        assert type(got) is error and str(got) == message
 
 
 def test_the_suite_is_run_with_the_callers_choices(tmp_path):

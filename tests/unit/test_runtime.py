@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from agent_sandbox import egress, runtime
 from agent_sandbox.compilers.runargs import API_KEY_VARS, run_args
@@ -114,3 +116,44 @@ def test_engine_detection_prefers_podman_then_a_docker_that_answers(monkeypatch)
 def test_sandbox_names_are_unique_and_prefixed():
     names = {runtime.new_name("agent-sandbox-x") for _ in range(50)}
     assert len(names) == 50 and all(n.startswith("agent-sandbox-x-") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("inspected", "internal"),
+    [
+        ({"name": "agent-sandbox-egress", "driver": "bridge", "internal": True}, True),  # podman 4
+        ({"name": "agent-sandbox-egress", "driver": "bridge", "internal": False}, False),
+        ({"Name": "agent-sandbox-egress", "Driver": "bridge", "Internal": True}, True),  # docker, podman's docker API
+        ({"Name": "agent-sandbox-egress", "Driver": "bridge", "Internal": False}, False),
+        ({"Name": "agent-sandbox-egress", "Driver": "bridge"}, False),  # not reported: not internal
+    ],
+)
+def test_internal_networks_are_told_from_inspect(inspected, internal):
+    assert runtime.is_internal(inspected) is internal
+
+
+@pytest.mark.parametrize(
+    ("internal", "outcome"),
+    [
+        (True, None),  # an existing internal network is used as it is
+        (False, ("network agent-sandbox-egress exists but is not internal: "
+                 "remove it (podman network rm agent-sandbox-egress)")),
+    ],
+)
+def test_an_existing_egress_network_must_be_internal(monkeypatch, internal, outcome):
+    monkeypatch.setattr(runtime, "network_exists", lambda engine, name: True)
+    monkeypatch.setattr(runtime, "inspect", lambda engine, name, kind: {"name": name, "internal": internal})
+    monkeypatch.setattr(runtime, "run_engine", lambda *a, **k: pytest.fail(f"nothing is created: {a}"))
+    if outcome is None:
+        assert runtime.ensure_egress_network("podman") is False
+    else:
+        with pytest.raises(runtime.EnvironmentProblem) as raised:
+            runtime.ensure_egress_network("podman")
+        assert str(raised.value) == outcome
+
+
+def test_the_engine_runs_in_a_private_directory_not_the_callers():
+    """podman's conmon leaves an empty `oom` file in its working directory when a container is OOM-killed."""
+    cwd = runtime.engine_cwd()
+    assert runtime.engine_cwd() == cwd and os.path.isdir(cwd) and not os.listdir(cwd)
+    assert os.path.realpath(cwd) != os.path.realpath(os.getcwd())

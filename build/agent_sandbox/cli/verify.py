@@ -14,7 +14,13 @@ import click
 from plumbum import local
 
 from .. import conformance, profiles, runtime
-from ..errors import CommandFailed, EnvironmentProblem, InputError
+from ..errors import (
+    ChecksFailed,
+    CommandFailed,
+    EnvironmentProblem,
+    InputError,
+    SandboxError,
+)
 from ..paths import project_root
 
 SUITE = Path("tests") / "conformance"
@@ -88,6 +94,35 @@ def read_junit(path: Path, tiers: tuple[str, ...]) -> list[Outcome]:
     return outcomes
 
 
+def _mark(counts: Counter[str]) -> str:
+    """The report's mark for a group of outcomes: a group where nothing passed verified nothing."""
+    return "FAIL" if counts["failed"] else ("ok  " if counts["passed"] else "----")
+
+
+def _area_line(area: str, counts: Counter[str], results: list[Outcome]) -> str:
+    if counts["failed"] or counts["passed"]:
+        return f"{_mark(counts)}    {area}: {_counts(counts)}"
+    reason = next((o.message.splitlines()[0] for o in results if o.area == area and o.message), "")
+    return f"{_mark(counts)}    {area}: NOT verified ({_counts(counts)}{': ' + reason if reason else ''})"[:300]
+
+
+def _verdict(counts: Counter[str], unverified_areas: list[str]) -> str:
+    if counts["failed"]:
+        return f"FAILED ({_counts(counts)})"
+    if not counts["passed"]:
+        return f"NOT verified ({_counts(counts)})" if counts else "not run"
+    if unverified_areas:
+        return f"partly verified ({_counts(counts)}); NOT verified: {', '.join(unverified_areas)}"
+    return f"verified ({_counts(counts)})"
+
+
+def _areas(results: list[Outcome]) -> dict[str, Counter[str]]:
+    areas: dict[str, Counter[str]] = defaultdict(Counter)
+    for o in results:
+        areas[o.area][o.status] += 1
+    return areas
+
+
 def render(image: str, engine: str, tiers: tuple[str, ...], outcomes: list[Outcome], uid: int, gid: int) -> str:
     lines = [f"agent-sandbox verify: {image} on {engine}"]
     by_tier: dict[str, list[Outcome]] = defaultdict(list)
@@ -96,26 +131,16 @@ def render(image: str, engine: str, tiers: tuple[str, ...], outcomes: list[Outco
     for tier in tiers:
         exp = conformance.expect(profiles.load_profile(tier), uid=uid, gid=gid)
         results = by_tier.get(tier, [])
-        counts = Counter(o.status for o in results)
-        verdict = "FAILED" if counts["failed"] else ("verified" if counts["passed"] else "not run")
-        lines.append(f"\n{tier}: {verdict} ({_counts(counts)})")
+        areas = _areas(results)
+        ordered = [area for area in dict.fromkeys(AREAS.values()) if area in areas]
+        unverified = [area for area in ordered if not (areas[area]["passed"] or areas[area]["failed"])]
+        lines.append(f"\n{tier}: {_verdict(Counter(o.status for o in results), unverified)}")
         lines += [f"  claims  {claim}" for claim in conformance.describe(exp)]
-        areas: dict[str, Counter[str]] = defaultdict(Counter)
-        for o in results:
-            areas[o.area][o.status] += 1
-        for area in dict.fromkeys(AREAS.values()):
-            if area in areas:
-                mark = "FAIL" if areas[area]["failed"] else ("ok  " if areas[area]["passed"] else "skip")
-                lines.append(f"  {mark}    {area}: {_counts(areas[area])}")
+        lines += [f"  {_area_line(area, areas[area], results)}" for area in ordered]
     rest = by_tier.get("", [])
     if rest:
         lines.append("")
-        areas = defaultdict(Counter)
-        for o in rest:
-            areas[o.area][o.status] += 1
-        for area, counts in areas.items():
-            mark = "FAIL" if counts["failed"] else ("ok  " if counts["passed"] else "skip")
-            lines.append(f"{mark}  {area}: {_counts(counts)}")
+        lines += [_area_line(area, counts, rest) for area, counts in _areas(rest).items()]
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         lines.append("\nfailures:")
@@ -128,6 +153,38 @@ def render(image: str, engine: str, tiers: tuple[str, ...], outcomes: list[Outco
 def _counts(counts: Counter[str]) -> str:
     parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "skipped") if counts[k]]
     return ", ".join(parts) or "no tests"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def outcome_error(code: int, outcomes: list[Outcome], tiers: tuple[str, ...], keyword: str | None
+                  ) -> SandboxError | None:
+    """What `verify` exits with, from pytest's exit status and the outcomes: None when every selected tier was
+    verified. A tier none of whose checks passed (all skipped) is not verified, and neither is the run."""
+    if code == 5 or not outcomes:
+        if keyword:
+            return InputError(f"no conformance test matched (-k {keyword!r})")
+        return CommandFailed("the conformance suite collected no test")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if code == 1:
+        if not failed:
+            return ChecksFailed("the conformance suite failed (pytest exit status 1); see above")
+        failing = list(dict.fromkeys(o.tier for o in failed if o.tier))
+        where = f" for tier{'s' if len(failing) > 1 else ''} {', '.join(failing)}" if failing else ""
+        return ChecksFailed(f"{_plural(len(failed), 'conformance check')} failed{where}; see above")
+    if code != 0:
+        return CommandFailed(f"the conformance suite stopped abnormally (pytest exit status {code})")
+    ran = {o.tier for o in outcomes}
+    unverified = [
+        t for t in tiers
+        if not any(o.tier == t and o.status == "passed" for o in outcomes) and (t in ran or keyword is None)
+    ]
+    if unverified:
+        return ChecksFailed(f"nothing was verified for tier{'s' if len(unverified) > 1 else ''} "
+                            f"{', '.join(unverified)}: no check passed (all skipped); see above")
+    return None
 
 
 @click.command()
@@ -144,7 +201,7 @@ def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str 
     """Start IMAGE under each TIER's compiled run flags and prove it is what the tier claims.
 
     Runs the conformance suite (tests/conformance, pytest-testinfra) and prints each tier's claims with what was
-    verified. Exits 0 when everything passed, 1 when a check failed.
+    verified. Exits 0 when everything passed, 1 when a check failed or a tier had no check pass (all skipped).
     """
     tiers = tiers or tuple(profiles.tier_names())
     for tier in tiers:
@@ -170,9 +227,6 @@ def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str 
             raise CommandFailed(f"the conformance suite did not run (pytest exit status {code})")
         outcomes = read_junit(junit, tiers)
     click.echo(render(image, engine, tiers, outcomes, uid, gid), nl=False)
-    if code == 5 or not outcomes:
-        raise InputError(f"no conformance test matched (-k {keyword!r})" if keyword else "no conformance test ran")
-    if code == 1:
-        raise click.exceptions.Exit(1)
-    if code != 0:
-        raise CommandFailed(f"the conformance suite stopped abnormally (pytest exit status {code})")
+    error = outcome_error(code, outcomes, tiers, keyword)
+    if error is not None:
+        raise error

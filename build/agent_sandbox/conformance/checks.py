@@ -1,15 +1,7 @@
-"""What a running sandbox must look like from inside, derived from its tier's profile, and the checks that say so.
+"""Facts parsed from what a container printed, and the checks that hold them against `Expectations` (pure).
 
-Nothing here is kept per tier: `expect(profile)` derives every expectation from the profile (the same one the
-compilers turn into run flags), so a new or edited tier is verified without touching the suite. The checks read
-what the kernel reports inside the container (/proc, cgroup files, mountinfo), which is the same on podman,
-docker and GitHub runners, and raise `ConformanceFailure` (an AssertionError) with the evidence.
-
-Three layers, used by tests/conformance and by `agent-sandbox verify`:
-- `expect(profile)`       -> `Expectations` (pure);
-- `parse_*`               -> facts from text the container printed (pure);
-- `check_*`               -> raise ConformanceFailure when facts contradict expectations (pure);
-- `Probe(host)`           -> collects facts through a pytest-testinfra host (`podman://NAME`, `docker://NAME`).
+The checks read what the kernel reports inside the container (/proc, cgroup files, mountinfo), which is the same on
+podman, docker and GitHub runners, and raise `ConformanceFailure` (an AssertionError) with the evidence.
 """
 
 from __future__ import annotations
@@ -21,60 +13,13 @@ from typing import Any, NoReturn
 
 import attrs
 
-from . import egress
-from .compilers.runargs import run_spec
-from .model import WORKSPACE, NetworkMode, Profile
+from ..model import WORKSPACE, NetworkMode
+from .expectations import CAP_FIELDS, ENGINE_FILES, Expectations, cap_names
 
 
 class ConformanceFailure(AssertionError):
     """A sandbox does not do what its tier claims. The message carries the evidence."""
 
-
-# ---------------------------------------------------------------- capabilities
-CAPABILITY_BITS: dict[str, int] = {
-    name: bit
-    for bit, name in enumerate(
-        ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
-    )
-}
-
-# Capabilities no engine grants by default: holding one without the tier adding it means a privileged container.
-PRIVILEGED_CAPS = frozenset(
-    ["SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE", "SYS_BOOT", "SYS_TIME", "SYS_RESOURCE", "SYS_PACCT", "SYS_TTY_CONFIG", "NET_ADMIN", "MAC_ADMIN", "MAC_OVERRIDE", "LINUX_IMMUTABLE", "IPC_LOCK", "DAC_READ_SEARCH", "BPF", "PERFMON", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "CHECKPOINT_RESTORE", "LEASE"]
-)
-
-CAP_FIELDS = ("CapEff", "CapPrm", "CapBnd", "CapAmb")
-
-
-def cap_mask(names: Iterable[str]) -> int:
-    return sum(1 << CAPABILITY_BITS[name] for name in set(names))
-
-
-def cap_names(mask: int) -> frozenset[str]:
-    known = {name for name, bit in CAPABILITY_BITS.items() if mask & (1 << bit)}
-    unknown = mask & ~cap_mask(CAPABILITY_BITS)
-    return frozenset(known | ({f"bit-mask-0x{unknown:x}"} if unknown else set()))
-
-
-# ---------------------------------------------------------------- expectations
-# Files and directories that hold host credentials or control the host's container engine. None may be
-# reachable in any tier unless the tier itself mounts it (trusted mounts ~/.ssh and ~/.gitconfig).
-CREDENTIAL_PATHS = (
-    "~/.ssh",
-    "~/.aws",
-    "~/.azure",
-    "~/.config/gcloud",
-    "~/.kube",
-    "~/.docker",
-    "~/.gnupg",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/podman/podman.sock",
-    "/run/containerd/containerd.sock",
-)
-
-# Bind mounts every engine adds; anything else backed by a host filesystem must be the workspace or a tier mount.
-ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv", "/.dockerenv"})
 
 # Filesystems that are not host storage: kernel interfaces and memory-backed scratch space.
 PSEUDO_FS = frozenset(
@@ -82,144 +27,7 @@ PSEUDO_FS = frozenset(
 )
 VOLATILE_FS = frozenset({"tmpfs", "ramfs", "devpts", "mqueue"})  # what a user may write without it persisting
 
-# Directories only root may write on every image; a sandbox user writing one is a failure in every tier.
-SYSTEM_DIRS = ("/", "/etc", "/usr", "/usr/bin", "/usr/local/bin", "/var/lib", "/opt")
-
 UNLIMITED = 1 << 60  # cgroup v1 reports "no memory limit" as a huge page-aligned number
-
-
-@attrs.frozen
-class TierMount:
-    target: str
-    readonly: bool
-
-
-@attrs.frozen
-class Expectations:
-    """Everything the container layer of a tier claims, derived from the profile by `expect`."""
-
-    tier: str
-    user: str
-    uid: int
-    gid: int
-    home: str
-    drops_all_caps: bool  # cap_drop has ALL: the bounding set is exactly cap_add
-    cap_add: frozenset[str]
-    cap_drop: frozenset[str]  # explicitly dropped (when not ALL)
-    no_new_privileges: bool
-    readonly_root: bool
-    workspace_mode: str  # rw | ro
-    tmpfs: tuple[str, ...]
-    scratch: tuple[str, ...]  # throwaway user-owned directories: anonymous volumes removed with the container
-    mounts: tuple[TierMount, ...]
-    memory_bytes: int | None  # None: unlimited
-    cpus: float | None  # None: unlimited
-    pids: int | None  # None: the tier sets none (the engine's default applies; podman's is 2048)
-    network: NetworkMode
-    env: tuple[tuple[str, str], ...]  # variables set to fixed values by the run flags
-    unset_env: tuple[str, ...]  # variables that must not be set inside (API keys the caller did not pass)
-    denied_paths: tuple[str, ...]  # must be absent, unreadable, or an empty non-mount directory
-    escalation_blocked: bool  # setuid sudo/su cannot give root (no_new_privileges)
-
-    @property
-    def bounding_caps(self) -> frozenset[str] | None:
-        """The exact bounding set when the tier drops ALL, else None (the engine's default set minus drops)."""
-        return self.cap_add if self.drops_all_caps else None
-
-    @property
-    def forbidden_caps(self) -> frozenset[str]:
-        """Capabilities that must be absent from every set: the privileged ones the tier does not add, and drops."""
-        return (PRIVILEGED_CAPS - self.cap_add) | self.cap_drop
-
-    @property
-    def mount_targets(self) -> frozenset[str]:
-        return frozenset(m.target for m in self.mounts)
-
-    def writable_mount(self, path: str) -> bool:
-        """True if `path` is a place the tier's flags make writable for the user (workspace rw, scratch, rw mount)."""
-        if path == WORKSPACE:
-            return self.workspace_mode == "rw"
-        return path in self.scratch or any(m.target == path and not m.readonly for m in self.mounts)
-
-
-def _expand_home(path: str, home: str) -> str:
-    return home + path[1:] if path == "~" or path.startswith("~/") else path
-
-
-def expect(profile: Profile, *, uid: int = 1000, gid: int = 1000, passed_env: Iterable[str] = ()) -> Expectations:
-    """The container-layer claims of `profile` (`passed_env`: the API-key variables the caller forwards)."""
-    box = profile.container
-    spec = run_spec(profile, uid=uid, gid=gid)
-    home = box.home
-    mounts = tuple(TierMount(m.target, m.readonly) for m in box.mounts)
-    targets = {m.target for m in mounts}
-    denied = [_expand_home(p, home) for p in CREDENTIAL_PATHS]
-    denied += [rule.path for rule in profile.filesystem.deny]
-    # A path the tier mounts on purpose, or one inside it, is checked as a mount instead.
-    denied_paths = tuple(
-        dict.fromkeys(p for p in denied if not any(p == t or p.startswith(t + "/") for t in targets))
-    )
-    drops_all = "ALL" in box.cap_drop
-    return Expectations(
-        tier=profile.name,
-        user=box.user,
-        uid=uid,
-        gid=gid,
-        home=home,
-        drops_all_caps=drops_all,
-        cap_add=frozenset(box.cap_add),
-        cap_drop=frozenset() if drops_all else frozenset(box.cap_drop),
-        no_new_privileges=box.no_new_privileges,
-        readonly_root=profile.filesystem.readonly,
-        workspace_mode=profile.workspace_mode,
-        tmpfs=tuple(box.tmpfs),
-        scratch=tuple(box.scratch),
-        mounts=mounts,
-        memory_bytes=box.memory_bytes,
-        cpus=box.cpus,
-        pids=box.pids,
-        network=profile.network.mode,
-        env=spec.env,
-        unset_env=tuple(v for v in spec.passthrough_env if v not in set(passed_env)),
-        denied_paths=denied_paths,
-        escalation_blocked=box.no_new_privileges,
-    )
-
-
-def describe(exp: Expectations) -> list[str]:
-    """One line per claim, for people (`agent-sandbox verify` prints these)."""
-    caps = (
-        f"no capabilities{' but ' + ', '.join(sorted(exp.cap_add)) if exp.cap_add else ''} (CapEff/CapPrm/CapBnd)"
-        if exp.drops_all_caps
-        else "engine-default capabilities, none of the privileged ones"
-    )
-    limits = ", ".join(
-        [
-            f"memory {exp.memory_bytes} bytes" if exp.memory_bytes else "memory unlimited",
-            f"cpus {exp.cpus:g}" if exp.cpus else "cpus unlimited",
-            f"pids {exp.pids}" if exp.pids else "pids: engine default",
-        ]
-    )
-    network = {
-        NetworkMode.NONE: "loopback only",
-        NetworkMode.PROXIED: f"only {egress.EGRESS_NETWORK} (no route to other hosts until the proxy ships)",
-        NetworkMode.OPEN: "reaches other hosts",
-    }[exp.network]
-    return [
-        f"identity: uid {exp.uid} ({exp.user}), home {exp.home}"
-        + ("; sudo/su cannot give root" if exp.escalation_blocked else ""),
-        f"capabilities: {caps}; NoNewPrivs {int(exp.no_new_privileges)}",
-        "root filesystem: "
-        + ("read-only; nothing the user writes outlives the sandbox" if exp.readonly_root else "read-write"),
-        f"workspace: {WORKSPACE} mounted {exp.workspace_mode}; tmpfs: {', '.join(exp.tmpfs) or 'none'} (/tmp 1777)"
-        + (f"; scratch volumes: {', '.join(exp.scratch)}" if exp.scratch else ""),
-        "host paths: none but engine files, the workspace"
-        + (", scratch volumes" if exp.scratch else "")
-        + (" and " + ", ".join(sorted(exp.mount_targets)) if exp.mounts else "")
-        + f"; out of reach: {', '.join(exp.denied_paths)}",
-        f"limits: {limits}",
-        f"network: {network}",
-    ]
 
 
 # ---------------------------------------------------------------- parsing what the container printed
@@ -423,6 +231,8 @@ def check_root_filesystem(exp: Expectations, mounts: list[MountEntry], writes: M
     for path, outcome in writes.items():
         if outcome == "written":
             _fail(exp, f"the sandbox user created a file in {path}")
+        if outcome == "ENOENT":
+            continue  # the image has no such directory: there is nothing to write into
         if exp.readonly_root and mount_of(path, mounts).mount_point == "/" and outcome != "EROFS":
             _fail(exp, f"creating a file in {path} failed with {outcome}, not EROFS: the root is not read-only")
 
@@ -554,15 +364,6 @@ def check_oom(exp: Expectations, hog_status: int, oom_kills: int | None) -> None
         _fail(exp, "the hog was killed, but the cgroup counted no OOM kill")
 
 
-# Run inside a container: a child allocates `bytes`; the shell survives to report the child's status and the
-# cgroup's OOM-kill counter (v1 memory.oom_control, v2 memory.events).
-MEMORY_HOG = (
-    'python3 -c "block = b\'x\' * $1"; echo "hog-status=$?"; '
-    "for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do "
-    '[ -r "$f" ] && sed -n "s/^oom_kill /oom-kills=/p" "$f"; done; true'
-)
-
-
 def parse_hog_output(output: str) -> tuple[int, int | None]:
     status, kills = -1, None
     for line in output.splitlines():
@@ -618,16 +419,6 @@ def check_metadata_label(exp: Expectations, label: str | None, want: list[dict[s
         )
 
 
-def _classify_write(message: str) -> str:
-    if message == "written":
-        return message
-    for needle, code in (("Read-only file system", "EROFS"), ("Permission denied", "EACCES"),
-                         ("No such file or directory", "ENOENT")):
-        if needle in message:
-            return code
-    return message.strip() or "failed"
-
-
 def split_label_list(value: str | None) -> list[str] | None:
     """A list-valued label: a JSON array, or names separated by commas and/or spaces. None if absent."""
     if value is None:
@@ -636,206 +427,3 @@ def split_label_list(value: str | None) -> list[str] | None:
     if text.startswith("["):
         return [str(v) for v in json.loads(text)]
     return [part for part in text.replace(",", " ").split() if part]
-
-
-# ---------------------------------------------------------------- probes (through a pytest-testinfra host)
-FORK_BOMB = r"""
-import os, sys, time
-limit = int(sys.argv[1])
-pids, error = [], 0
-try:
-    for _ in range(limit + 64):
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(30)
-            os._exit(0)
-        pids.append(pid)
-except OSError as exc:
-    error = exc.errno
-for pid in pids:
-    os.kill(pid, 9)
-for pid in pids:
-    os.waitpid(pid, 0)
-print(len(pids), error)
-"""
-
-FETCH = r"""
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=4)
-s.settimeout(4)
-s.sendall(b"GET /token HTTP/1.0\r\nHost: outside\r\n\r\n")
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-sys.stdout.write(data.decode(errors="replace"))
-"""
-
-
-class Probe:
-    """Facts about a running sandbox, read from inside through a pytest-testinfra host."""
-
-    def __init__(self, host: Any) -> None:
-        self.host = host
-
-    def run(self, command: str, *args: str) -> Any:
-        return self.host.run(command, *args)
-
-    def text(self, path: str) -> str | None:
-        result = self.run("cat -- %s", path)
-        return result.stdout if result.rc == 0 else None
-
-    def status(self, pid: str) -> dict[str, str]:
-        text = self.text(f"/proc/{pid}/status")
-        if text is None:
-            raise ConformanceFailure(f"cannot read /proc/{pid}/status")
-        return parse_status(text)
-
-    def statuses(self) -> dict[str, dict[str, str]]:
-        return {"1": self.status("1"), "self": self.status("self")}
-
-    def mounts(self) -> list[MountEntry]:
-        text = self.text("/proc/self/mountinfo")
-        if text is None:
-            raise ConformanceFailure("cannot read /proc/self/mountinfo")
-        return parse_mountinfo(text)
-
-    def try_write(self, directory: str) -> str:
-        """Create (and remove) a file in `directory`: written | EROFS | EACCES | ENOENT | other error text."""
-        return self.try_writes([directory])[directory]
-
-    def try_writes(self, directories: Iterable[str]) -> dict[str, str]:
-        """`try_write` for several directories in one exec."""
-        directories = list(directories)
-        script = (
-            'for d in "$@"; do f="${d%/}/.agent-sandbox-conformance-probe"; '
-            'if err=$(touch -- "$f" 2>&1); then rm -f -- "$f"; printf "%s\\t%s\\n" "$d" written; '
-            'else printf "%s\\t%s\\n" "$d" "$(echo "$err" | head -n1)"; fi; done'
-        )
-        result = self.run("sh -c %s _ " + " ".join(["%s"] * len(directories)), script, *directories)
-        out = {}
-        for line in result.stdout.splitlines():
-            path, _, message = line.partition("\t")
-            out[path] = _classify_write(message)
-        missing = [d for d in directories if d not in out]
-        if missing:
-            raise ConformanceFailure(f"the write probe did not report {missing}: {result.stderr.strip()}")
-        return out
-
-    def writable_places(self, mounts: list[MountEntry], extra: Iterable[str] = ()) -> set[str]:
-        """Directories among the mount points (not /proc, /sys), `extra` and / that the user can write."""
-        candidates = {"/", *extra}
-        for entry in visible_mounts(mounts).values():
-            mp = entry.mount_point
-            if mp.startswith(("/proc", "/sys")) or entry.readonly:
-                continue
-            candidates.add(mp)
-        dirs = [p for p in sorted(candidates)]
-        listing = self.run("for d in " + " ".join(["%s"] * len(dirs)) + '; do [ -d "$d" ] && echo "$d"; done; true', *dirs)
-        dirs = listing.stdout.split("\n")
-        dirs = [d for d in dirs if d]
-        return {path for path, outcome in self.try_writes(dirs).items() if outcome == "written"}
-
-    def path_state(self, path: str) -> str:
-        return self.path_states([path])[path]
-
-    def path_states(self, paths: Iterable[str]) -> dict[str, str]:
-        """Per path: absent | unreadable | empty-dir | readable (a file or non-empty dir) | mount (a mount point)."""
-        paths = list(paths)
-        script = (
-            'for p in "$@"; do '
-            'if ! [ -e "$p" ] && ! [ -L "$p" ]; then s=absent; '
-            'elif [ -d "$p" ]; then '
-            '  if ! [ -r "$p" ] || ! [ -x "$p" ]; then s=unreadable; '
-            '  elif grep -q " $p " /proc/self/mountinfo; then s=mount; '
-            '  elif [ -z "$(ls -A "$p" 2>/dev/null)" ]; then s=empty-dir; else s=readable; fi; '
-            'elif [ -r "$p" ] || [ -w "$p" ]; then s=readable; else s=unreadable; fi; '
-            'printf "%s\\t%s\\n" "$p" "$s"; done'
-        )
-        result = self.run("sh -c %s _ " + " ".join(["%s"] * len(paths)), script, *paths)
-        out = dict(line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
-        return {p: out.get(p, f"error: {result.stderr.strip()}") for p in paths}
-
-    def cgroup_limits(self) -> CgroupLimits:
-        v2 = self.run("test -f /sys/fs/cgroup/cgroup.controllers").rc == 0
-        own = ""
-        cgroup = self.text("/proc/self/cgroup") or ""
-        if v2:
-            for line in cgroup.splitlines():
-                if line.startswith("0::"):
-                    own = line[3:].strip()
-            names = ("memory.max", "memory.swap.max", "pids.max", "cpu.max")
-            dirs = [f"/sys/fs/cgroup{own}" if own not in ("", "/") else None, "/sys/fs/cgroup"]
-            return parse_cgroup_limits(self._first_files(names, [d for d in dirs if d], {}), 2)
-        controller_of = {
-            "memory.limit_in_bytes": "memory",
-            "memory.memsw.limit_in_bytes": "memory",
-            "pids.max": "pids",
-            "cpu.cfs_quota_us": "cpu",
-            "cpu.cfs_period_us": "cpu",
-        }
-        paths: dict[str, str] = {}
-        for line in cgroup.splitlines():
-            _, controllers, path = line.split(":", 2)
-            for controller in controllers.split(","):
-                paths[controller] = path
-        files: dict[str, str | None] = {}
-        for name, controller in controller_of.items():
-            base = f"/sys/fs/cgroup/{controller}"
-            candidates = [base]
-            if paths.get(controller, "/") != "/":
-                candidates.append(base + paths[controller])  # cgroupns=host layouts
-            files[name] = self._first([f"{d}/{name}" for d in candidates])
-        return parse_cgroup_limits(files, 1)
-
-    def _first(self, paths: list[str]) -> str | None:
-        for path in paths:
-            text = self.text(path)
-            if text is not None:
-                return text
-        return None
-
-    def _first_files(self, names: Iterable[str], dirs: list[str], out: dict[str, str | None]) -> dict[str, str | None]:
-        for name in names:
-            out[name] = self._first([f"{d}/{name}" for d in dirs])
-        return out
-
-    def interfaces(self) -> list[str]:
-        result = self.run("ls /sys/class/net")
-        if result.rc == 0:
-            return result.stdout.split()
-        text = self.text("/proc/net/dev") or ""
-        return [line.split(":")[0].strip() for line in text.splitlines()[2:] if ":" in line]
-
-    def fork_bomb(self, limit: int, timeout: int = 60) -> tuple[int, int]:
-        result = self.run(f"timeout {timeout} python3 -c %s %s", FORK_BOMB, str(limit))
-        if result.rc != 0:
-            raise ConformanceFailure(f"the fork-bomb probe failed ({result.rc}): {result.stderr.strip()[-300:]}")
-        forked, error = result.stdout.split()[-2:]
-        return int(forked), int(error)
-
-    def alive(self) -> bool:
-        return self.run("true").rc == 0
-
-    def fetch_token(self, address: str, port: int, token: str, timeout: int = 10) -> bool:
-        result = self.run(f"timeout {timeout} python3 -c %s %s %s", FETCH, address, str(port))
-        return result.rc == 0 and token in result.stdout
-
-    def environment(self) -> dict[str, str]:
-        result = self.run("env -0")
-        return dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
-
-    def escalation_attempts(self) -> dict[str, tuple[int, str]]:
-        """Try to become root with sudo and su (without a terminal, with a 5 s timeout each)."""
-        attempts = {}
-        for command in ("sudo -n id -u", "su -c 'id -u' root"):
-            binary = command.split()[0]
-            if self.run(f"command -v {binary}").rc != 0:
-                attempts[command] = (127, f"{binary} is not installed")
-                continue
-            result = self.run(f"timeout 5 {command} </dev/null")
-            attempts[command] = (result.rc, result.stdout + result.stderr)
-        return attempts
-
