@@ -6,6 +6,7 @@ Derived facts (network mode, read-only root, workspace mount mode) are propertie
 from __future__ import annotations
 
 import enum
+from typing import Any
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from types import MappingProxyType
@@ -37,7 +38,7 @@ CAPABILITY_BITS: Mapping[str, int] = MappingProxyType(
 _NOWHERE = Location("<built-in>")
 
 
-def _where() -> attrs.Attribute:  # type: ignore[type-arg]
+def _where() -> Any:  # an attrs field declaration; typed Any so `where: Location = _where()` checks
     return attrs.field(default=_NOWHERE, eq=False, repr=False, hash=False)
 
 

@@ -139,7 +139,7 @@ def _annotate_leaf(val: Any, kind: str, where: Location, parent: Any, key: Any) 
         INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
         SIZE: lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
     }[kind]
-    if not ok(val):
+    if not ok(val):  # type: ignore[no-untyped-call]
         raise InputError(f"must be {_type_name(kind)}, got {val!r}", where)
     return Value(str(val) if kind == STR else val, where)
 
@@ -267,7 +267,7 @@ def parse_size(value: Any, where: Location) -> int:
     match = re.fullmatch(r"(\d+)\s*([kmgt]?)i?b?", str(value).strip().lower())
     if not match:
         raise InputError(f"{value!r}: a size is a number with an optional k, m, g or t suffix (e.g. 8g)", where)
-    number = int(match.group(1)) * 1024 ** "_kmgt".index(match.group(2) or "_")
+    number: int = int(match.group(1)) * 1024 ** "_kmgt".index(match.group(2) or "_")
     if number < 6 * 1024 * 1024:
         raise InputError(f"{value!r}: container engines refuse memory limits under 6m", where)
     return number

@@ -61,7 +61,7 @@ def engine_answers(engine: str, *, timeout: float = 15) -> bool:
         code, _, _ = cmd.run(["info", "--format", "{{json .}}"], retcode=None, timeout=timeout)
     except ProcessTimedOut:
         return False
-    return code == 0
+    return bool(code == 0)
 
 
 def detect_engine(requested: str | None = None) -> str:
@@ -141,7 +141,10 @@ def inspect(engine: str, what: str, *, kind: str = "container") -> dict[str, Any
     """`<engine> <kind> inspect` as a dict (the first element of the JSON array)."""
     _, out, _ = run_engine(engine, [kind, "inspect", what])
     data = json.loads(out)
-    return data[0] if isinstance(data, list) else data
+    first = data[0] if isinstance(data, list) and data else data
+    if not isinstance(first, dict):
+        raise CommandFailed(f"`{engine} {kind} inspect {what}` did not answer a JSON object")
+    return first
 
 
 # ---------------------------------------------------------------- networks

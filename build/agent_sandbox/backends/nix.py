@@ -182,6 +182,6 @@ def nixpkgs_available(
 def _out_path(stdout: str) -> str:
     try:
         built = json.loads(stdout)
-        return built[0]["outputs"]["out"]
+        return str(built[0]["outputs"]["out"])
     except (ValueError, LookupError, TypeError):
         raise CommandFailed(f"unexpected output from `nix build --json`: {stdout[:200]!r}") from None

@@ -203,7 +203,7 @@ class Probe:
     def interfaces(self) -> list[str]:
         result = self.run("ls /sys/class/net")
         if result.rc == 0:
-            return result.stdout.split()
+            return [str(name) for name in result.stdout.split()]
         text = self.text("/proc/net/dev") or ""
         return [line.split(":")[0].strip() for line in text.splitlines()[2:] if ":" in line]
 
@@ -215,7 +215,7 @@ class Probe:
         return int(forked), int(error)
 
     def alive(self) -> bool:
-        return self.run("true").rc == 0
+        return bool(self.run("true").rc == 0)
 
     def fetch_token(self, address: str, port: int, token: str, timeout: int = 10) -> bool:
         result = self.run(f"timeout {timeout} python3 -c %s %s %s", FETCH, address, str(port))
