@@ -5,7 +5,8 @@
 # - the Debian CA layout: /etc/ssl/certs/ca-certificates.crt (a root-owned file, not a store
 #   symlink) and `update-ca-certificates` for /usr/local/share/ca-certificates/;
 # - every compiled tier under /etc/agent-sandbox/<tier>/ (images/compiled/policies.json);
-# - labels: devcontainer.metadata for the image's tier, OCI labels, the agents it holds;
+# - labels (names and build-independent values from the compiled policies' `labels`):
+#   devcontainer.metadata and the tier, every shipped tier, OCI labels, the agents it holds;
 # - no setuid sudo (see "Users" below).
 { pkgs, compiledPolicies, updateCaCertificates, revision, version }:
 { packages
@@ -18,7 +19,7 @@
 , tier ? null
   # The compiled policies document (images/compiled/policies.json by default).
 , policies ? compiledPolicies
-  # Agent names (catalog [agents]) the packages hold, for the dev.agent-sandbox.agents label.
+  # Agent names (catalog [agents]) the packages hold, for the agents label.
 , agents ? [ ]
 , title ? baseNameOf name
 , description ? ""
@@ -69,25 +70,39 @@ let
     policyFiles);
 
   #############################################
-  # Labels
+  # Labels: the names and every build-independent value come from the compiled policies
+  # (`labels`, written by build/agent_sandbox/labels.py), so both backends label alike; only
+  # what is this image's own is set here. No org.opencontainers.image.created label: the image
+  # is reproducible (dockerTools stamps a fixed creation time). No agent versions either: they
+  # are the pinned nixpkgs', not something this build observes.
   #############################################
 
-  defaultLabels = {
-    "org.opencontainers.image.title" = title;
-    "org.opencontainers.image.description" = description;
-    "org.opencontainers.image.source" = source;
-    "org.opencontainers.image.revision" = revision;
-    "org.opencontainers.image.version" = version;
-    "dev.agent-sandbox.policies" = "/etc/agent-sandbox";
+  labelDoc = policies.labels or (throw
+    "mkDevContainer: the compiled policies have no `labels` section: run `make compile` (agent-sandbox policy compile-all)");
+  names = labelDoc.names;
+  join = builtins.concatStringsSep labelDoc.separator;
+
+  allLabels = {
+    ${names.title} = title;
+    ${names.description} = description;
+    ${names.source} = source;
+    ${names.revision} = revision;
+    ${names.version} = version;
+    # Always set, even when empty: "no agents" is a fact the conformance suite reads.
+    ${names.agents} = join agents;
+    # Nothing skipped: every catalog tool and agent is a nixpkgs (or nixlib) package, and the
+    # image holds every package it is given.
+    ${names.skippedTools} = "";
+    ${names.skippedAgents} = "";
+    ${names.backend} = "nix";
   }
-  // (if agents == [ ] then { } else {
-    "dev.agent-sandbox.agents" = builtins.concatStringsSep "," agents;
-  })
-  // (if tier == null then { } else {
-    "dev.agent-sandbox.tier" = tier;
-    # The same JSON array the Python compiler writes (compilers/devcontainer.py metadata_label).
-    "devcontainer.metadata" = builtins.toJSON tierDoc.metadata;
-  });
+  # every tier's files are installed (tiers, policies directory)
+  // labelDoc.shared
+  # tier and devcontainer.metadata (the Python compiler's JSON, byte for byte)
+  // (if tier == null then { } else labelDoc.tiers.${tier});
+
+  defaultLabels = builtins.removeAttrs allLabels
+    (builtins.filter (name: (allLabels.${name} or null) == "") labelDoc.omitWhenEmpty);
 in
 assert checked;
 pkgs.dockerTools.buildLayeredImage {

@@ -1,7 +1,8 @@
 """Everything a tier compiles to, as files: what images carry under /etc/agent-sandbox/<tier>/.
 
 `images/compiled/policies.json` is this bundle for every shipped tier, generated (`make compile`) so that
-Nix can read it with builtins.fromJSON; a test fails when it is stale. Nobody edits it by hand.
+Nix can read it with builtins.fromJSON; a test fails when it is stale. Nobody edits it by hand. Its `labels`
+section (labels.label_contract) gives Nix the label names and the build-independent label values.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .compilers.devcontainer import metadata_label
 from .compilers.explain import explain, render_explanation
 from .compilers.leash import compile_leash
 from .compilers.runargs import run_args
+from .labels import label_contract
 from .model import Profile
 
 GENERATED = "images/compiled/policies.json"
@@ -43,7 +45,13 @@ def compiled_policies(*, uid: int = 1000, gid: int = 1000) -> dict[str, Any]:
             "metadata": metadata_label(profile, uid=uid, gid=gid),
             "files": tier_files(profile, uid=uid, gid=gid),
         }
-    return {"generator": "agent-sandbox policy compile-all", "uid": uid, "gid": gid, "tiers": tiers}
+    return {
+        "generator": "agent-sandbox policy compile-all",
+        "uid": uid,
+        "gid": gid,
+        "tiers": tiers,
+        "labels": label_contract({name: tier["metadata"] for name, tier in tiers.items()}),
+    }
 
 
 def render_compiled(*, uid: int = 1000, gid: int = 1000) -> str:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from agent_sandbox import conformance, profiles
 from agent_sandbox.compilers.devcontainer import metadata_label
-from agent_sandbox.compilers.runargs import TIER_LABEL
+from agent_sandbox.labels import LABEL_METADATA as METADATA_LABEL
+from agent_sandbox.labels import LABEL_TIER as TIER_LABEL
 from agent_sandbox.model import WORKSPACE
-
-METADATA_LABEL = "devcontainer.metadata"
 
 
 def _config(session) -> dict:

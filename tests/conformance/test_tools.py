@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from agent_sandbox import conformance, images
-
-AGENTS_LABEL = "dev.agent-sandbox.agents"
-SKIPPED_TOOLS_LABEL = "dev.agent-sandbox.skipped-tools"
+from agent_sandbox.labels import LABEL_AGENTS as AGENTS_LABEL
+from agent_sandbox.labels import LABEL_SKIPPED_TOOLS as SKIPPED_TOOLS_LABEL
 
 
 def _labels(session) -> dict[str, str]:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent_sandbox import profiles
+from agent_sandbox import labels, profiles
 from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.images import Catalog, Image, image_tools
 
-from nixharness import attr_of
+from nixharness import REPO, attr_of
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 INSTALL_POLICY = re.compile(r"^install -D -m 0644 (\S+) \./etc/agent-sandbox/([^/\s]+)/(\S+)$", re.MULTILINE)
@@ -57,17 +58,45 @@ def check_config(args: dict[str, Any], image: Image, user: str = "vscode") -> No
     assert args["enableFakechroot"] is True and 1 < args.get("maxLayers", 100) <= 125
 
 
-def check_labels(args: dict[str, Any], image: Image, agents: Sequence[str], tier: str) -> None:
-    labels = args["config"]["Labels"]
+def expected_labels(
+    image: Image, catalog: Catalog, agents: Sequence[str], tier: str, *, revision: str
+) -> dict[str, str]:
+    """What the Nix image must carry: labels.py's labels for backend "nix", every shipped tier installed, nothing
+    skipped (every catalog tool and agent is a nixpkgs or nixlib package); no created time, no agent versions."""
+    return labels.image_labels(
+        image,
+        catalog,
+        tier=tier,
+        tiers=sorted(profiles.tier_names()),
+        metadata=metadata_label(profiles.load_profile(tier), uid=image.uid, gid=image.gid),
+        agents=agents,
+        skipped_tools=(),
+        skipped_agents=(),
+        backend="nix",
+        revision=revision,
+        version=project_version(),
+    )
+
+
+def project_version() -> str:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def check_labels(args: dict[str, Any], image: Image, catalog: Catalog, agents: Sequence[str], tier: str) -> None:
+    got = args["config"]["Labels"]
     expected_metadata = metadata_label(profiles.load_profile(tier), uid=image.uid, gid=image.gid)
-    assert json.loads(labels["devcontainer.metadata"]) == expected_metadata, "devcontainer.metadata differs from Python's"
-    assert labels["dev.agent-sandbox.tier"] == tier
-    assert labels["dev.agent-sandbox.agents"] == ",".join(agents), labels["dev.agent-sandbox.agents"]
-    assert labels["org.opencontainers.image.title"] == image.name
-    assert labels["org.opencontainers.image.description"] == image.description
-    assert labels["org.opencontainers.image.source"] == image.source
-    assert labels["org.opencontainers.image.revision"]  # the commit, "dirty" outside a clean checkout
-    assert re.fullmatch(r"\d+\.\d+\.\d+.*", labels["org.opencontainers.image.version"])
+    metadata = got.get(labels.LABEL_METADATA)
+    assert metadata is not None and json.loads(metadata) == expected_metadata, (
+        f"{labels.LABEL_METADATA} differs from Python's"
+    )
+    revision = got.get(labels.LABEL_REVISION, "")
+    assert revision, "no revision label (the commit, \"dirty\" outside a clean checkout)"
+    want = expected_labels(image, catalog, agents, tier, revision=revision)
+    wrong = sorted(name for name in set(got) | set(want) if got.get(name) != want.get(name))
+    assert not wrong, "labels differ from labels.image_labels: " + "; ".join(
+        f"{name}: {got.get(name)!r} (want {want.get(name)!r})" for name in wrong
+    )
+    assert not set(got) & set(labels.DEBIAN_ONLY), "a Nix image sets no build-time or Debian-only label"
 
 
 def check_root_commands(args: dict[str, Any], image: Image, user: str = "vscode") -> None:
@@ -113,6 +142,6 @@ def check_policies(args: dict[str, Any], image: Image) -> None:
 def check_image(args: dict[str, Any], image: Image, catalog: Catalog, agents: Sequence[str], tier: str) -> None:
     check_contents(args, image, catalog, agents)
     check_config(args, image)
-    check_labels(args, image, agents, tier)
+    check_labels(args, image, catalog, agents, tier)
     check_root_commands(args, image)
     check_policies(args, image)

@@ -131,6 +131,11 @@ in
   imageArm = args flake.packages.aarch64-linux.agent-sandbox-devcontainer;
   variant = args variant;
   variantTag = variant.imageTag;
+  # variants the Debian backend can build too (it skips cursor), for the labels both must agree on
+  registryAgents = args (flake.lib.${sys}.mkAgentImage { agents = [ "claude" "codex" "gemini" "aider" ]; });
+  noAgents = args (flake.lib.${sys}.mkAgentImage { agents = [ ]; });
+  # the owner's builder called with its defaults only: no tier, no agents, no description
+  bare = args (flake.lib.${sys}.mkDevContainer { packages = [ ]; });
   leash = { x86_64-linux = leashOf "x86_64-linux"; aarch64-linux = leashOf "aarch64-linux"; };
   cli = args flake.packages.${sys}.agent-sandbox;
   devShell = args flake.devShells.${sys}.default;

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent_sandbox import profiles
+from agent_sandbox import labels, profiles
 from agent_sandbox.images import load_catalog, load_image
 
 import contract
@@ -107,7 +107,7 @@ def test_image_for_aarch64_holds_the_same_contract(summary: dict[str, Any], imag
 def test_metadata_label_is_the_python_compilers(summary: dict[str, Any], image) -> None:
     from agent_sandbox.compilers.devcontainer import metadata_label
 
-    label = summary["image"]["config"]["Labels"]["devcontainer.metadata"]
+    label = summary["image"]["config"]["Labels"][labels.LABEL_METADATA]
     assert json.loads(label) == metadata_label(profiles.load_profile(image.tier))
 
 
@@ -124,9 +124,59 @@ def test_variant_changes_agents_tier_and_tag(summary: dict[str, Any], image, cat
     contract.check_image(variant, image, catalog, ("claude",), "paranoid")
     agents = {attr_of(p) for p in variant["contents"]} & {a.nix for a in catalog.agents.values()}
     assert agents == {"claude-code"}
-    assert variant["config"]["Labels"]["dev.agent-sandbox.tier"] == "paranoid"
+    assert variant["config"]["Labels"][labels.LABEL_TIER] == "paranoid"
     assert summary["variantTag"] == variant_tag(image, ["claude"], "paranoid") == "latest-paranoid-claude"
     assert variant["config"]["Labels"] != summary["image"]["config"]["Labels"]
+
+
+# ------------------------------------------------------------------ labels: one source, both backends alike
+SAME_AS_DEBIAN = {  # summary key -> (agents, tier): what both backends can build
+    "variant": (("claude",), "paranoid"),
+    "registryAgents": (("claude", "codex", "gemini", "aider"), "strict"),
+    "noAgents": ((), "strict"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(SAME_AS_DEBIAN))
+def test_nix_and_debian_label_an_image_alike(
+    summary: dict[str, Any], image, catalog, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Debian plan (before its build adds created and agent versions) and the Nix image carry the same
+    label names, but for what only Debian sets, and equal values for what no backend or build changes."""
+    from agent_sandbox.backends import debian
+
+    agents, tier = SAME_AS_DEBIAN[key]
+    nix = summary[key]["config"]["Labels"]
+    contract.check_labels(summary[key], image, catalog, agents, tier)
+    monkeypatch.setattr(debian, "git_revision", lambda root: "0123abcd")  # known, whatever the checkout
+    plan = debian.plan_build(IMAGE, agents=agents, tier=tier, env={})
+    deb = dict(plan.labels)
+    assert set(nix) == set(deb) - set(labels.DEBIAN_ONLY), set(nix) ^ (set(deb) - set(labels.DEBIAN_ONLY))
+    assert {name: nix[name] for name in labels.BACKEND_INDEPENDENT} == {
+        name: deb[name] for name in labels.BACKEND_INDEPENDENT
+    }
+    assert (nix[labels.LABEL_BACKEND], deb[labels.LABEL_BACKEND]) == ("nix", "debian")
+    assert nix[labels.LABEL_SKIPPED_TOOLS] == nix[labels.LABEL_SKIPPED_AGENTS] == ""
+    assert deb[labels.LABEL_SKIPPED_AGENTS] == ""  # no agent of these is Nix-only
+    assert nix[labels.LABEL_AGENTS] == ",".join(agents)  # present even when empty
+
+
+def test_bare_mkdevcontainer_labels(summary: dict[str, Any]) -> None:
+    """Without tier, agents or description: no tier or metadata label, an empty agents label, no empty OCI label."""
+    got = summary["bare"]["config"]["Labels"]
+    assert labels.LABEL_TIER not in got and labels.LABEL_METADATA not in got
+    assert labels.LABEL_DESCRIPTION not in got and labels.LABEL_SOURCE not in got
+    assert got[labels.LABEL_AGENTS] == "" and got[labels.LABEL_BACKEND] == "nix"
+    assert got[labels.LABEL_TIERS] == ",".join(sorted(profiles.tier_names()))
+    assert got[labels.LABEL_POLICIES] == labels.POLICIES_DIR
+    assert got[labels.LABEL_TITLE] == "devcontainer"
+
+
+def test_no_label_name_is_written_in_nix() -> None:
+    """Label names come from images/compiled/policies.json (labels.py), never from a string in Nix code."""
+    nix_code = "\n".join(p.read_text() for p in [REPO / "flake.nix", *sorted((REPO / "nixlib").glob("*.nix"))])
+    written = [name for name in labels.NAMES.values() if f'"{name}"' in nix_code]
+    assert not written, written
 
 
 # ------------------------------------------------------------------ Leash, the CLI, the dev shell
@@ -227,10 +277,23 @@ MUTATIONS = {
     "no-policies": ("nixlib/mk-dev-container.nix", "    ${installPolicies}\n", "\n", "policy files"),
     "wrong-metadata-tier": (
         "nixlib/mk-dev-container.nix",
-        '"devcontainer.metadata" = builtins.toJSON tierDoc.metadata;',
-        '"devcontainer.metadata" = builtins.toJSON policies.tiers.trusted.metadata;',
+        "// (if tier == null then { } else labelDoc.tiers.${tier});",
+        "// labelDoc.tiers.trusted;",
         "devcontainer.metadata",
     ),
+    "empty-agents-label-left-out": (
+        "nixlib/mk-dev-container.nix",
+        "(builtins.filter (name: (allLabels.${name} or null) == \"\") labelDoc.omitWhenEmpty);",
+        "(builtins.filter (name: allLabels.${name} == \"\") (builtins.attrNames allLabels));",
+        "skipped-tools",
+    ),
+    "label-name-typo": (
+        "nixlib/mk-dev-container.nix",
+        "    ${names.agents} = join agents;\n",
+        '    "dev.agent-sandbox.agent" = join agents;\n',
+        "dev.agent-sandbox.agents",
+    ),
+    "wrong-backend": ("nixlib/mk-dev-container.nix", '${names.backend} = "nix";', '${names.backend} = "debian";', "backend"),
 }
 
 

@@ -22,6 +22,22 @@ from typing import Any
 import attrs
 
 from ..images import Catalog, Image, image_tools
+# The label names are labels.py's; re-exported because the backend and its tests name them through this module.
+from ..labels import (
+    LABEL_AGENT_VERSIONS as LABEL_AGENT_VERSIONS,
+    LABEL_AGENTS as LABEL_AGENTS,
+    LABEL_BACKEND as LABEL_BACKEND,
+    LABEL_BASE_NAME as LABEL_BASE_NAME,
+    LABEL_CACHE_KEY as LABEL_CACHE_KEY,
+    LABEL_CREATED as LABEL_CREATED,
+    LABEL_METADATA as LABEL_METADATA,
+    LABEL_POLICIES as LABEL_POLICIES,
+    LABEL_SKIPPED_AGENTS as LABEL_SKIPPED_AGENTS,
+    LABEL_SKIPPED_TOOLS as LABEL_SKIPPED_TOOLS,
+    LABEL_TIER as LABEL_TIER,
+    LABEL_TIERS as LABEL_TIERS,
+)
+from ..labels import image_labels as build_independent_labels
 
 PHASES = ("base", "agents", "policies")
 DEFAULT_CACHE_REPO = "localhost/agent-sandbox-cache"
@@ -55,17 +71,6 @@ AIDER_VENV = "/opt/aider"
 BUILD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where the host bundle is mounted during layer 2
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VERSION_MARK = "@@agent-sandbox-version "
-
-LABEL_AGENTS = "dev.agent-sandbox.agents"
-LABEL_AGENT_VERSIONS = "dev.agent-sandbox.agent-versions"
-LABEL_SKIPPED_TOOLS = "dev.agent-sandbox.skipped-tools"
-LABEL_SKIPPED_AGENTS = "dev.agent-sandbox.skipped-agents"
-LABEL_TIER = "dev.agent-sandbox.tier"
-LABEL_TIERS = "dev.agent-sandbox.tiers"
-LABEL_BACKEND = "dev.agent-sandbox.backend"
-LABEL_CACHE_KEY = "dev.agent-sandbox.cache-key"
-LABEL_METADATA = "devcontainer.metadata"
-LABEL_CREATED = "org.opencontainers.image.created"
 
 
 # ------------------------------------------------------------------ values
@@ -315,6 +320,7 @@ def image_config(user: User) -> dict[str, Any]:
 
 def image_labels(
     image: Image,
+    catalog: Catalog,
     *,
     tier: str,
     tiers: Sequence[str],
@@ -324,23 +330,23 @@ def image_labels(
     revision: str,
     version: str,
 ) -> dict[str, str]:
-    """The final image's labels, except `created` and the agent versions (added at build time)."""
-    labels = {
-        "org.opencontainers.image.title": image.name,
-        "org.opencontainers.image.description": image.description,
-        "org.opencontainers.image.source": image.source,
-        "org.opencontainers.image.version": version,
-        "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.base.name": f"debian:{image.debian_suite}",
-        LABEL_METADATA: json.dumps(metadata, separators=(",", ":")),
-        LABEL_TIER: tier,
-        LABEL_TIERS: ",".join(tiers),
-        LABEL_AGENTS: ",".join(agents),
-        LABEL_SKIPPED_TOOLS: ",".join(s.name for s in skipped if s.kind == "tool"),
-        LABEL_SKIPPED_AGENTS: ",".join(s.name for s in skipped if s.kind == "agent"),
-        LABEL_BACKEND: "debian",
-    }
-    return {name: value for name, value in labels.items() if value != "" or name.startswith("dev.agent-sandbox.")}
+    """The final image's labels, except `created` and the agent versions (added at build time): labels.py's
+    build-independent ones, and the Debian suite it starts from."""
+    labels = build_independent_labels(
+        image,
+        catalog,
+        tier=tier,
+        tiers=tiers,
+        metadata=metadata,
+        agents=agents,
+        skipped_tools=[s.name for s in skipped if s.kind == "tool"],
+        skipped_agents=[s.name for s in skipped if s.kind == "agent"],
+        backend="debian",
+        revision=revision,
+        version=version,
+    )
+    labels[LABEL_BASE_NAME] = f"debian:{image.debian_suite}"
+    return labels
 
 
 def policy_files(tier_files: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -420,6 +426,7 @@ def make_plan(
     files = policy_files(tier_files)
     labels = image_labels(
         image,
+        catalog,
         tier=tier,
         tiers=sorted(tier_files),
         metadata=metadata,

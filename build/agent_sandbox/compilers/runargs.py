@@ -11,11 +11,11 @@ from collections.abc import Mapping
 import attrs
 
 from .. import egress
+from ..labels import LABEL_TIER as TIER_LABEL
 from ..model import WORKSPACE, Mount, NetworkMode, Profile
 
 # API keys the agents read. Passed through by name (`-e NAME`, `${localEnv:NAME}`), never by value.
 API_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "CURSOR_API_KEY")
-TIER_LABEL = "dev.agent-sandbox.tier"
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from ..labels import LABEL_METADATA
 from ..model import WORKSPACE, NetworkMode
 from .expectations import CAP_FIELDS, ENGINE_FILES, Expectations, cap_names
 
@@ -407,14 +408,14 @@ def check_env(exp: Expectations, env: Mapping[str, str]) -> None:
 
 def check_metadata_label(exp: Expectations, label: str | None, want: list[dict[str, Any]]) -> None:
     if label is None:
-        _fail(exp, "the image has no devcontainer.metadata label")
+        _fail(exp, f"the image has no {LABEL_METADATA} label")
     try:
         got = json.loads(label)
     except json.JSONDecodeError as exc:
-        raise ConformanceFailure(f"devcontainer.metadata is not JSON: {exc}") from None
+        raise ConformanceFailure(f"{LABEL_METADATA} is not JSON: {exc}") from None
     if got != want:
         raise ConformanceFailure(
-            "devcontainer.metadata differs from the compiled tier:\n"
+            f"{LABEL_METADATA} differs from the compiled tier:\n"
             f"  image:    {json.dumps(got, sort_keys=True)}\n  compiled: {json.dumps(want, sort_keys=True)}"
         )
 
