@@ -21,10 +21,28 @@ path length, the longest rule whose path is a byte prefix and whose op is `open`
 lengths come in no defined order (reported as None when they disagree); no match -> the class default, which is
 ALLOW iff some allow rule has the path "/" (file_open.go checkRootPathPolicy); a class without rules is not
 enforced (allowed).
+
+Leash reading of NetworkConnect (`leash_connect`): two layers, both from the transpiled rules.
+- The kernel (internal/lsm/net_connect.go LoadPolicies + bpf/lsm_connect.bpf.c check_connect_policy) sees IPv4
+  address and port only. Host names are resolved once when the policy loads - in this model a name is its own
+  address, so names never collide (real DNS can: see the gaps) - wildcard names are skipped, `permit Host::"*"`
+  only sets the default, `forbid Host::"*"` does not resolve and is dropped. Rules are sorted by port, then
+  address, and the first match decides: a port-less rule on an address beats a port rule on it; equal
+  (port, address) rules come in no defined order (None when they disagree).
+- The MITM proxy (iptables redirects TCP 80/443; internal/proxy/proxy.go -> SimplePolicyChecker.CheckConnect)
+  sees the host name (SNI or Host header; the address for an IP literal), the original address and port. It
+  takes the first matching rule in the transpiled order, which comes from a Go map (cedar_to_leash.go
+  TranspilePolicySet ranges over nativePolicySet.Map()): random, so None when matching rules disagree. `*.x.com`
+  matches any longer name ending in "x.com" (plain suffix: badx.com too); `*` matches every name.
+- Both default to ALLOW iff some `permit Host::"*"` and no `forbid Host::"*"` (cedar_to_leash.go
+  applyConnectDefaults; net_connect.go). A connection to 80/443 must pass both layers; others only the kernel.
+Where Leash cannot say what Cedar says, the difference is a named `ConnectGap`, never silently skipped.
 """
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 
@@ -131,6 +149,164 @@ def leash_exec(rules: Iterable[LeashRule], path: str) -> bool | None:
     if not exec_rules:
         return True
     return _walk(exec_rules, path, _default(exec_rules))
+
+
+# ------------------------------------------------------------------ Leash reading: network
+PROXY_PORTS = frozenset({80, 443})  # internal/assets/apply-iptables.sh: nat OUTPUT REDIRECT --dport 80 / 443
+
+
+@attrs.frozen
+class ConnectRule:
+    """One transpiled connect rule (cedar_to_leash.go buildConnectRule): an address or a name, port 0 = any."""
+
+    allow: bool
+    name: str  # host name pattern ("" for an address rule): "x.com", "*.x.com" or "*"
+    address: str  # IPv4 literal ("" for a name rule)
+    port: int
+
+    @property
+    def wildcard(self) -> bool:
+        return self.name.startswith("*.")
+
+    @property
+    def kernel_address(self) -> str | None:
+        """The address the kernel loads this rule for (a name resolves to itself here); None if it skips it."""
+        if self.address:
+            return self.address
+        if self.wildcard or self.name == "*":  # wildcards skipped; "*" sets the default or fails to resolve
+            return None
+        return self.name
+
+    def proxy_matches(self, host: str, port: int) -> bool:
+        """SimplePolicyChecker.CheckConnect's test for one rule; the request's address is `host` itself."""
+        if self.address and self.address != host:
+            return False
+        if self.port and self.port != port:
+            return False
+        if not self.name:
+            return True
+        if self.wildcard:
+            suffix = self.name[2:]
+            return host.endswith(suffix) and len(host) > len(suffix)
+        return self.name in (host, "*")
+
+
+def connect_rules(rules: Iterable[LeashRule]) -> list[ConnectRule]:
+    out = []
+    for rule in rules:
+        if rule.op != "connect":
+            continue
+        host, _, port_text = rule.target.partition(":")  # strings.SplitN(hostname, ":", 2)
+        port = int(port_text) if port_text.isdigit() and int(port_text) < 65536 else 0
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            out.append(ConnectRule(rule.allow, host, "", port))
+        else:
+            out.append(ConnectRule(rule.allow, "", host, port))
+    return out
+
+
+def _one(effects: set[bool]) -> bool | None:
+    return effects.pop() if len(effects) == 1 else None
+
+
+@attrs.frozen
+class ConnectReading:
+    kernel: bool | None  # None: equal (port, address) rules disagree
+    proxy: bool | None  # None: matching rules disagree, so the random rule order decides
+    proxied: bool  # the port is redirected to the proxy, which must allow too
+
+    @property
+    def decision(self) -> bool | None:
+        layers = [self.kernel, self.proxy] if self.proxied else [self.kernel]
+        if False in layers:
+            return False
+        return None if None in layers else True
+
+
+def leash_connect(
+    rules: Iterable[LeashRule], host: str, port: int, proxy_ports: frozenset[int] | None = PROXY_PORTS
+) -> ConnectReading:
+    """Leash's decision on connecting to host:port. proxy_ports=None reads as if the proxy saw every port."""
+    conn = connect_rules(rules)
+    deny_any = any(not r.allow and r.name == "*" and not r.port for r in conn)
+    default = not deny_any and any(r.allow and r.name == "*" and not r.port for r in conn)
+    # The kernel: rules on this address, port-less ones first (sort by port); `permit Host::"*:P"` would also
+    # make the kernel default ALLOW (LoadPolicies ignores its port) - the compiler never writes one.
+    kernel_default = not deny_any and any(r.allow and r.name == "*" for r in conn)
+    kernel: bool | None = kernel_default
+    for group_port in (0, port):
+        effects = {r.allow for r in conn if r.kernel_address == host and r.port == group_port}
+        if effects:
+            kernel = _one(effects)
+            break
+    effects = {r.allow for r in conn if r.proxy_matches(host, port)}
+    proxy = _one(effects) if effects else default
+    return ConnectReading(kernel, proxy, proxy_ports is None or port in proxy_ports)
+
+
+class ConnectGap(enum.Enum):
+    """Where Leash cannot enforce what the Cedar text says: expected divergences, each with its direction."""
+
+    KERNEL_SKIPS_WILDCARDS = (
+        "net_connect.go LoadPolicies skips `*.x` names, so a wildcard permit never opens the kernel: Leash denies "
+        "(default deny, unless another rule admits the address) what Cedar permits. Safe direction only."
+    )
+    SUFFIX_TRAP = (
+        "CheckConnect's `*.x.com` is a plain suffix match, so badx.com matches too. The Cedar entity model here "
+        "follows the proxy, so Cedar and the proxy agree with each other and both differ from the profile's "
+        'intent (subdomains only); the kernel still denies it unless a permit Host::"*" opens the default.'
+    )
+    PROXY_ORDER_UNDER_ALLOW_ANY = (
+        'Under `permit Host::"*"` (the only way to make Leash\'s proxy default-allow) the proxy meets that permit '
+        "and a forbid on a name or address in random order; the kernel's IP rule for the forbid is what enforces "
+        "it. Names resolved at load only: a name whose address changes later is then up to the rule order."
+    )
+
+
+# Not modelled, so not tested here (documented limits of Leash, not of a compiled policy): distinct names that
+# share an address (CDNs) meet in the kernel as equal (port, address) rules; DNS answers that change after the
+# policy loads; IPv6 (lsm_connect.bpf.c lets AF_INET6 through); names longer than 127 bytes (the transpiler drops
+# that resource with an error, cedar_to_leash.go convertPolicy; the compiler refuses them).
+
+
+def connect_gaps(rules: Iterable[LeashRule], host: str, port: int) -> frozenset[ConnectGap]:
+    """The documented gaps that touch the request host:port."""
+    matching = [r for r in connect_rules(rules) if r.proxy_matches(host, port)]
+    gaps = set()
+    if any(r.allow and r.wildcard for r in matching):
+        gaps.add(ConnectGap.KERNEL_SKIPS_WILDCARDS)
+    if any(r.wildcard and not host.endswith(r.name[1:]) for r in matching):
+        gaps.add(ConnectGap.SUFFIX_TRAP)
+    permits = [r for r in matching if r.allow]
+    forbids = [r for r in matching if not r.allow]
+    kernel_forbids = all(r.kernel_address is not None for r in forbids)
+    if permits and forbids and all(r.name == "*" for r in permits) and kernel_forbids:
+        gaps.add(ConnectGap.PROXY_ORDER_UNDER_ALLOW_ANY)
+    return frozenset(gaps)
+
+
+def connect_disagreement(
+    rules: Sequence[LeashRule], cedar: bool, host: str, port: int, proxy_ports: frozenset[int] | None = PROXY_PORTS
+) -> str | None:
+    """Why Leash would not decide host:port as Cedar does, beyond the documented gaps; None if it would."""
+    reading = leash_connect(rules, host, port, proxy_ports)
+    gaps = connect_gaps(rules, host, port)
+    where = f"{host}:{port}"
+    if reading.kernel is None:
+        return f"{where}: the kernel has equal (port, address) rules with opposite effects"
+    if reading.proxied:
+        if reading.proxy is None and ConnectGap.PROXY_ORDER_UNDER_ALLOW_ANY not in gaps:
+            return f"{where}: the proxy's matching rules disagree and their order is random"
+        if reading.proxy is not None and reading.proxy is not cedar:
+            return f"{where}: the proxy says {reading.proxy}, Cedar {cedar}"
+    decision = reading.decision
+    if decision is None:
+        return f"{where}: Leash's decision depends on the rule order"
+    if decision is not cedar and not (cedar and ConnectGap.KERNEL_SKIPS_WILDCARDS in gaps):
+        return f"{where}: Leash says {decision} (kernel {reading.kernel}), Cedar {cedar}"
+    return None
 
 
 # ------------------------------------------------------------------ the profile's intent

@@ -316,6 +316,12 @@ def _with_bootstrap(
         if all(_decision(entries, boot.prefix, op) is Effect.PERMIT for op in ops):
             notes.append(f"Leash bootstrap: {boot.prefix} is already allowed by the profile.")
             continue
+        if len(boot.prefix.encode()) > MAX_RULE_PATH_BYTES:  # Leash's kernel would skip it: Cedar alone would permit
+            notes.append(
+                f"Leash bootstrap: {boot.prefix} NOT added, Leash ignores rule paths over {MAX_RULE_PATH_BYTES} "
+                "bytes; Leash's CA install may fail."
+            )
+            continue
         denier = next((e for e in entries if e.all_forbid and e.covers(boot.prefix)), None)
         found = _conflict([*entries, boot], ops, cls)
         if denier is None and found is not None:
@@ -617,7 +623,8 @@ def _network_notes(mode: NetworkMode, deny: Sequence[HostRule]) -> tuple[str, ..
     if mode is NetworkMode.OPEN:
         return (
             'network: open. `permit Host::"*"` makes Leash default-allow; each deny is a kernel IPv4 rule (names are',
-            "resolved once when Leash loads the policy) and a proxy rule for ports 80/443. IPv6 is not enforced.",
+            "resolved once when Leash loads the policy); on 80/443 Leash's proxy weighs it against the permit in no",
+            "defined order, so the kernel rule is what holds. IPv6 is not enforced.",
         )
     marker = ' (network.deny "*" is that default, not a rule)' if any(r.is_any for r in deny) else ""
     return (
