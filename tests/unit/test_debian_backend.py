@@ -19,7 +19,7 @@ from agent_sandbox import runtime
 from agent_sandbox.backends import debian, engine
 from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.errors import CommandFailed, EnvironmentProblem, InputError
-from agent_sandbox.images import Catalog, Image, load_catalog, load_image
+from agent_sandbox.images import Catalog, Image
 
 IMAGE = "agent-sandbox-devcontainer"
 TIER_FILES = {
@@ -27,16 +27,6 @@ TIER_FILES = {
     "trusted": {"leash.cedar": "// trusted\n", "run-args.json": "[]\n"},
 }
 METADATA = [{"remoteUser": "vscode", "containerEnv": {"ANTHROPIC_API_KEY": "${localEnv:ANTHROPIC_API_KEY}"}}]
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def image(catalog: Catalog) -> Image:
-    return load_image(IMAGE, catalog)
 
 
 def plan_of(image: Image, catalog: Catalog, **overrides: Any) -> dp.Plan:

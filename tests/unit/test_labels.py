@@ -16,21 +16,11 @@ from agent_sandbox.backends import debian
 from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.compilers import runargs
 from agent_sandbox.compilers.devcontainer import metadata_label
-from agent_sandbox.images import Catalog, Image, load_catalog, load_image
+from agent_sandbox.images import Catalog, Image
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "agent-sandbox-devcontainer"
 METADATA = [{"remoteUser": "vscode", "containerEnv": {"ANTHROPIC_API_KEY": "${localEnv:ANTHROPIC_API_KEY}"}}]
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog()
-
-
-@pytest.fixture(scope="module")
-def image(catalog: Catalog) -> Image:
-    return load_image(IMAGE, catalog)
 
 
 def labels_of(image: Image, catalog: Catalog, **overrides: Any) -> dict[str, str]:
