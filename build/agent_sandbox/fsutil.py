@@ -6,6 +6,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import InputError, Location
+
+
+def read_user_file(path: Path) -> str:
+    """The text of a file the user gave us; a missing or unreadable file is an InputError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", Location(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", Location(path)) from None
+
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from . import model, profiles
 from .errors import InputError, Location
+from .fsutil import read_user_file
 from .paths import images_dir
 
 
@@ -187,12 +188,7 @@ class _Source:
 
 
 def _read_toml(path: Path) -> _Source:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", Location(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", Location(path)) from None
+    text = read_user_file(path)
     try:
         data = tomlkit.parse(text).unwrap()
     except TOMLKitError as exc:

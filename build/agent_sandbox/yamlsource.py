@@ -10,16 +10,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import InputError, Location
+from .fsutil import read_user_file
 
 
 def load_yaml(path: Path) -> CommentedMap:
     """Parse one YAML mapping document; malformed YAML becomes an InputError at its line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", Location(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", Location(path)) from None
+    text = read_user_file(path)
     try:
         data = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
