@@ -5,7 +5,13 @@
 # - installs the `nix` command (Debian's nix-bin) when it is missing and apt-get is available;
 # - enables flakes and the nix command in /etc/nix/nix.conf;
 # - points the global flake registry at an empty file and empties the substituters, so that
-#   evaluating our flake against the test stand-in never waits on a network that is not there.
+#   evaluating our flake against the test stand-in never waits on a network that is not there;
+# - builds as the invoking user when there are no build users: Debian's nix-bin creates no `nixbld`
+#   group, and Nix's default `build-users-group = nixbld` stops every build on a fresh machine with
+#   "the group 'nixbld' specified in 'build-users-group' does not exist";
+# - gives the build sandbox a /bin/sh (a static busybox), as NixOS does: without nixpkgs there is no shell in
+#   the store, and the test stand-in's derivations (and any `builder = "/bin/sh"`) fail with
+#   "executing '/bin/sh': No such file or directory" in a sandbox that has none.
 #
 # It does not make nixpkgs or a binary cache reachable: real image builds need a machine that
 # can reach GitHub and cache.nixos.org (see docs/nix.md).
@@ -26,6 +32,13 @@ if ! command -v nix >/dev/null 2>&1; then
     log "nix is not installed and apt-get is not available; install Nix >= 2.8 first"
     exit 1
   fi
+fi
+
+# a static shell for the build sandbox (Debian: busybox-static installs /bin/busybox)
+if [[ ! -x /bin/busybox ]] && command -v apt-get >/dev/null 2>&1; then
+  log "installing busybox-static (the build sandbox's /bin/sh)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static >/dev/null
 fi
 
 mkdir -p "${NIX_CONF_DIR}"
@@ -53,5 +66,11 @@ fi
 set_option experimental-features "nix-command flakes"
 set_option substituters ""
 set_option flake-registry "${REGISTRY}"
+if [[ -x /bin/busybox ]]; then
+  set_option sandbox-paths "/bin/sh=/bin/busybox"
+fi
+if ! getent group nixbld >/dev/null 2>&1; then
+  set_option build-users-group ""
+fi
 
 log "$(nix --version) configured in ${NIX_CONF}"
