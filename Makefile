@@ -13,7 +13,9 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 AGENT_SANDBOX := $(VENV)/bin/agent-sandbox
-IMAGES := $(sort $(patsubst images/%/image.toml,%,$(wildcard images/*/image.toml)))
+# devcontainer images (Nix builds them); the egress proxy image (role = "egress-proxy") comes from the Debian backend
+IMAGES := $(sort $(patsubst images/%/image.toml,%,$(shell grep -L '^role *= *"egress-proxy"' images/*/image.toml)))
+PROXY_IMAGE := localhost/agent-sandbox-proxy:latest
 
 DEFAULT_IMAGE := localhost/agent-sandbox-devcontainer:latest
 

@@ -25,9 +25,11 @@ let
     if builtins.pathExists compiledPath then builtins.fromJSON (builtins.readFile compiledPath)
     else throw "images/compiled/policies.json is missing: run `make compile` (agent-sandbox policy compile-all)";
 
-  imageNames = builtins.filter
-    (dir: builtins.pathExists (src + "/images/${dir}/image.toml"))
-    (builtins.attrNames (builtins.readDir (src + "/images")));
+  # Devcontainer images only: the egress proxy (role = "egress-proxy") is built by the Debian backend.
+  isDevcontainer = dir:
+    let path = src + "/images/${dir}/image.toml";
+    in builtins.pathExists path && ((util.readToml path).role or "devcontainer") == "devcontainer";
+  imageNames = builtins.filter isDevcontainer (builtins.attrNames (builtins.readDir (src + "/images")));
 
   #############################################
   # Packages nixlib provides itself

@@ -6,6 +6,9 @@
 #   the shellcheck linter when missing, and python3-venv / nodejs+npm where python3 cannot make a venv / npm is absent;
 # - writes /etc/containers/containers.conf and storage.conf (runc + cgroupfs, no default ulimits: crun
 #   fails on this kind of host's cgroup v1/v2 hybrid, and raising rlimits needs CAP_SYS_RESOURCE);
+# - lets podman's networks carry traffic between their own members where the FORWARD policy is DROP (dockerd
+#   sets it): bridged frames pass iptables' FORWARD chain (br_netfilter), and netavark adds no rule for
+#   internal networks, so an agent could not reach its own egress proxy (see docs/egress.md);
 # - with --with-docker: installs docker.io and starts dockerd in the background (no systemd here), log in
 #   /var/log/dockerd.log, and waits until it answers.
 #
@@ -85,7 +88,7 @@ write_file() {
   log "wrote ${path}"
 }
 
-apt_install podman runc buildah skopeo mmdebstrap uidmap netavark aardvark-dns ca-certificates make shellcheck
+apt_install podman runc buildah skopeo mmdebstrap uidmap netavark aardvark-dns ca-certificates make shellcheck iptables
 # Python venvs (the Makefile installs agent-sandbox into .venv) and npm (the Dev Containers CLI), where missing
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
@@ -134,6 +137,15 @@ if ((WITH_DOCKER)); then
     fi
   fi
   log "docker $(docker version --format '{{.Server.Version}}') ready"
+fi
+
+# Traffic inside one podman network (bridged, never routed between networks) is forwarded; the same rule
+# agent-sandbox's runtime checks for (runtime.BRIDGE_RULE). Re-applied after dockerd, which sets FORWARD to DROP.
+BRIDGE_RULE=(FORWARD -i podman+ -o podman+ -m physdev --physdev-is-bridged
+  -m comment --comment "agent-sandbox: podman networks carry their own traffic" -j ACCEPT)
+if ! iptables -C "${BRIDGE_RULE[@]}" 2>/dev/null; then
+  iptables -I "${BRIDGE_RULE[@]}"
+  log "iptables: podman networks carry their own traffic (FORWARD)"
 fi
 
 log "podman $(podman version --format '{{.Client.Version}}') ready ($(podman info --format '{{.Host.OCIRuntime.Name}}'))"

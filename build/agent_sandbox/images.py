@@ -39,6 +39,7 @@ class Agent:
     pypi: str = ""
     unfree: bool = False
     note: str = ""
+    keys: tuple[str, ...] = ()  # API-key variables it reads (forwarded by name only)
 
     @property
     def binary(self) -> str:
@@ -50,6 +51,11 @@ class Catalog:
     sets: dict[str, tuple[str, ...]]
     tools: dict[str, Tool]
     agents: dict[str, Agent]
+
+
+# What an image is for: only devcontainers hold agents and tiers; the egress proxy and other services (the test
+# suite's stand-ins for the internet) run their entrypoint.
+ROLES = ("devcontainer", "egress-proxy", "service")
 
 
 @attrs.frozen
@@ -67,6 +73,12 @@ class Image:
     agents: tuple[str, ...]
     debian_suite: str
     path: Path
+    role: str = "devcontainer"
+    entrypoint: tuple[str, ...] = ()  # service images: what they run (devcontainers are started with a command)
+
+    @property
+    def is_devcontainer(self) -> bool:
+        return self.role == "devcontainer"
 
     @property
     def reference(self) -> str:
@@ -209,6 +221,7 @@ EACH = "each"  # (EACH, schema): a table of named tables ([tools.<name>]), each 
 
 IMAGE_SCHEMA: dict[str, Any] = {
     "name": NONEMPTY,
+    "role": NONEMPTY,
     "registry": NONEMPTY,
     "tag": NONEMPTY,
     "description": STR,
@@ -219,16 +232,19 @@ IMAGE_SCHEMA: dict[str, Any] = {
     "tier": NONEMPTY,
     "package_sets": STRLIST,
     "agents": STRLIST,
+    "entrypoint": STRLIST,
     "debian": {"suite": NONEMPTY},
 }
-IMAGE_REQUIRED = ("name", "registry", "tier", "package_sets", "agents")
+IMAGE_REQUIRED = ("name", "registry", "package_sets")
+DEVCONTAINER_REQUIRED = ("tier", "agents")
 
 CATALOG_SCHEMA: dict[str, Any] = {
     "sets": (EACH, {"comment": STR, "tools": STRLIST}),
     "tools": (EACH, {"nix": STR, "debian": STRLIST, "check": NONEMPTY, "comment": STR, "note": STR}),
     "agents": (
         EACH,
-        {"nix": STR, "check": NONEMPTY, "comment": STR, "npm": STR, "pypi": STR, "unfree": BOOL, "note": STR},
+        {"nix": STR, "check": NONEMPTY, "comment": STR, "npm": STR, "pypi": STR, "unfree": BOOL, "note": STR,
+         "keys": STRLIST},
     ),
 }
 CATALOG_REQUIRED = {"sets": ("tools",), "tools": ("nix", "check"), "agents": ("nix", "check")}
@@ -244,6 +260,7 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _USER = re.compile(r"[a-z_][a-z0-9_-]*")
 _SUITE = re.compile(r"[a-z][a-z0-9-]*")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _ATTR_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*(?:\.[A-Za-z_][A-Za-z0-9_'-]*)*")
 
 _KIND_NAMES = {
@@ -343,6 +360,8 @@ def load_catalog(path: Path | None = None) -> Catalog:
             pypi=a.get("pypi", ""),
             unfree=a.get("unfree", False),
             note=a.get("note", ""),
+            keys=tuple(_valid(_ENV_NAME, k, "environment variable name", src.where("agents", name, "keys", i))
+                       for i, k in enumerate(a.get("keys", []))),
         )
     sets: dict[str, tuple[str, ...]] = {}
     for name, s in data.get("sets", {}).items():
@@ -377,6 +396,19 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
     data = src.data
     _check_table(data, IMAGE_SCHEMA, src, ())
     _require_keys(data, IMAGE_REQUIRED, src, ())
+    role = data.get("role", "devcontainer")
+    if role not in ROLES:
+        raise InputError(f"{role!r}: the role is one of {', '.join(ROLES)}", src.where("role"))
+    if role == "devcontainer":
+        _require_keys(data, DEVCONTAINER_REQUIRED, src, ())
+        if "entrypoint" in data:
+            raise InputError("a devcontainer image has no entrypoint (tools start it with a command); remove it",
+                             src.where("entrypoint"))
+    else:
+        _require_keys(data, ("entrypoint",), src, ())
+        for key in DEVCONTAINER_REQUIRED:
+            if data.get(key):
+                raise InputError(f"a {role} image holds no {key}; remove the key", src.where(key))
     catalog = catalog or load_catalog()
 
     name = _valid(_IMAGE_NAME, data["name"], "image name (lower-case letters, digits, . _ -)", src.where("name"))
@@ -399,14 +431,14 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         if set_name not in catalog.sets:
             known = ", ".join(catalog.sets)
             raise InputError(f"unknown package set {set_name!r}; known: {known}", src.where("package_sets", i))
-    agents = tuple(data["agents"])
+    agents = tuple(data.get("agents", ()))
     for i, agent in enumerate(agents):
         check_agents((agent,), catalog, src.where("agents", i))
 
-    tier = data["tier"]
-    profile = load_tier(tier, src.where("tier"))
+    tier = data.get("tier", "")
     user = _valid(_USER, data.get("user", DEFAULT_USER), "user name", src.where("user"))
-    if user != profile.container.user:
+    profile = load_tier(tier, src.where("tier")) if role == "devcontainer" else None
+    if profile is not None and user != profile.container.user:
         unset = "" if "user" in data else f" (no user is set: Nix defaults it to {DEFAULT_USER!r})"
         raise InputError(
             f"the image's user is {user!r}{unset} but tier {tier!r} runs as {profile.container.user!r}; "
@@ -427,6 +459,8 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         agents=agents,
         debian_suite=suite,
         path=path,
+        role=role,
+        entrypoint=tuple(data.get("entrypoint", ())),
     )
 
 
@@ -455,6 +489,11 @@ def check_agents(agents: tuple[str, ...], catalog: Catalog, where: Location) -> 
             raise InputError(f"unknown agent {agent!r}; known: {', '.join(catalog.agents)}", where)
 
 
+def api_key_vars(catalog: Catalog) -> tuple[str, ...]:
+    """Every API-key variable of the catalog's agents, each once, in catalog order."""
+    return tuple(dict.fromkeys(key for agent in catalog.agents.values() for key in agent.keys))
+
+
 def image_tools(image: Image, catalog: Catalog) -> list[Tool]:
     """The image's tools in package-set order, each once."""
     seen: dict[str, Tool] = {}
@@ -466,3 +505,8 @@ def image_tools(image: Image, catalog: Catalog) -> list[Tool]:
 
 def all_images() -> list[str]:
     return sorted(p.parent.name for p in images_dir().glob("*/image.toml"))
+
+
+def image_tree(image: Image) -> Path:
+    """images/<image>/rootfs/: files the image holds as they are (copied to / by the Debian backend)."""
+    return image.path.parent / "rootfs"

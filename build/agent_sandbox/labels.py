@@ -44,6 +44,7 @@ LABEL_POLICIES = "dev.agent-sandbox.policies"
 LABEL_BACKEND = "dev.agent-sandbox.backend"
 LABEL_AGENT_VERSIONS = "dev.agent-sandbox.agent-versions"
 LABEL_CACHE_KEY = "dev.agent-sandbox.cache-key"
+LABEL_ROLE = "dev.agent-sandbox.role"  # service images only (the egress proxy); devcontainer images carry tiers
 
 # Every name, by the key Nix reads it under (policies.json labels.names.<key>).
 NAMES: Mapping[str, str] = {
@@ -64,6 +65,7 @@ NAMES: Mapping[str, str] = {
     "backend": LABEL_BACKEND,
     "agentVersions": LABEL_AGENT_VERSIONS,
     "cacheKey": LABEL_CACHE_KEY,
+    "role": LABEL_ROLE,
 }
 
 # The agent-sandbox labels are always set, if need be empty ("no agents" is a fact the conformance suite
@@ -164,6 +166,23 @@ def image_labels(
         LABEL_BACKEND: backend,
     }
     return without_empty(labels)
+
+
+def service_labels(image: Image, *, backend: str, revision: str, version: str) -> dict[str, str]:
+    """A service image's labels (the egress proxy): what it is, and no tier, agent or devcontainer label."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
+    return without_empty(
+        {
+            LABEL_TITLE: image.name,
+            LABEL_DESCRIPTION: image.description,
+            LABEL_SOURCE: image.source,
+            LABEL_VERSION: version,
+            LABEL_REVISION: revision,
+            LABEL_ROLE: image.role,
+            LABEL_BACKEND: backend,
+        }
+    )
 
 
 def label_contract(tier_metadata: Mapping[str, Any]) -> dict[str, Any]:

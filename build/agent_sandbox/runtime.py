@@ -1,295 +1,131 @@
-"""Start and stop a sandbox container on podman or docker, with exactly the tier's compiled run flags.
+"""Start and stop sandboxes on podman or docker: what sandbox.py plans, carried out and undone.
 
-`sandbox_command` is pure: it renders the full `<engine> run` command from `compilers.runargs.run_args`, so what
-the conformance suite starts is what a user's devcontainer gets. `start_sandbox` runs it through plumbum and hands
-back a `Sandbox` (a context manager) that removes the container again, also when the start itself fails.
-
-Proxied tiers join the network `agent-sandbox-egress`. The egress proxy is not shipped yet, so when that network is
-missing the runtime creates it `--internal` (no route out): a proxied tier then has no egress at all and fails
-closed rather than open. An existing `agent-sandbox-egress` that is not internal is refused: it would make a
-proxied tier open.
+`start_sandbox` creates, in order, the sandbox's state directory, (proxied tiers) its internal network and its
+egress proxy, then the agent container with exactly the tier's compiled flags, and hands back a `Sandbox` (a
+context manager) that removes everything again in reverse — also when the start fails half-way, and whatever
+interrupts it (Ctrl-C, SIGTERM via cli/signals). The proxy's log stays in the state directory.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import json
 import os
-import shutil
-import tempfile
+import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import attrs
-from plumbum import ProcessTimedOut, local
-from plumbum.commands.processes import CommandNotFound
 
 from . import egress
-from .compilers.runargs import API_KEY_VARS, run_args
+from .compilers.runargs import api_key_vars
+from .engine import Engine, detect_engine, is_internal
 from .errors import CommandFailed, EnvironmentProblem, InputError
-from .model import NetworkMode, Profile
+from .fsutil import atomic_write
+from .model import Profile
+from .sandbox import (
+    SANDBOX_LABEL,
+    Plan,
+    Request,
+    check_name,
+    new_name,
+    sandbox_state_dir,
+)
 
-ENGINES = ("podman", "docker")
-
-# What keeps a sandbox alive: the Dev Containers CLI overrides the entrypoint the same way (a shell that waits
-# and exits on SIGTERM), so the container's PID 1 is a shell started with the tier's flags, not an image daemon.
-KEEPALIVE_ENTRYPOINT = "/bin/sh"
-KEEPALIVE_COMMAND = ("-c", "trap 'exit 0' TERM INT; while sleep 1000 & wait $!; do :; done")
-
-ENGINE_TIMEOUT = 120  # seconds for one engine command (a run may have to set up a network)
-
-
-# ---------------------------------------------------------------- engines
-def _which(name: str) -> Any | None:
-    try:
-        return local[name]
-    except CommandNotFound:
-        return None
+# Debian's `proxy` user (base-passwd's fixed uid/gid 13), which Squid drops to in the proxy image: it writes the
+# log. On a rootful engine the container's uid 13 is the host's.
+PROXY_UID = 13
+READY_TIMEOUT = 30.0
 
 
-def engine_answers(engine: str, *, timeout: float = 15) -> bool:
-    """True if `engine` is installed and its daemon/service answers (`<engine> info`)."""
-    cmd = _which(engine)
-    if cmd is None:
-        return False
-    try:
-        code, _, _ = cmd.run(["info", "--format", "{{json .}}"], retcode=None, timeout=timeout)
-    except ProcessTimedOut:
-        return False
-    return bool(code == 0)
-
-
-def detect_engine(requested: str | None = None) -> str:
-    """The engine to use: `requested` if it answers, else podman if it answers, else docker if its daemon answers."""
-    if requested is not None:
-        if requested not in ENGINES:
-            raise InputError(f"{requested!r}: the engine is podman or docker")
-        if not engine_answers(requested):
-            hint = "is dockerd running (or DOCKER_HOST set)?" if requested == "docker" else "is podman installed?"
-            raise EnvironmentProblem(f"{requested} does not answer `{requested} info`: {hint}")
-        return requested
-    for engine in ENGINES:
-        if engine_answers(engine):
-            return engine
-    raise EnvironmentProblem("no container engine answers: install podman, or start dockerd (see docs/conformance.md)")
-
-
-@functools.cache
-def engine_cwd() -> str:
-    """A private empty directory that engine commands run in, removed when this process exits.
-
-    podman's conmon (which outlives `podman run`) inherits the working directory and creates an empty file `oom`
-    there when a container is OOM-killed: never in the caller's directory (a checkout). Once the directory is
-    gone, conmon's later attempts fail harmlessly.
-    """
-    path = tempfile.mkdtemp(prefix="agent-sandbox-engine-")
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
-def _engine(engine: str) -> Any:
-    cmd = _which(engine)
-    if cmd is None:
-        raise EnvironmentProblem(f"{engine} is not installed")
-    return cmd
-
-
-def run_engine(
-    engine: str,
-    args: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = ENGINE_TIMEOUT,
-    check: bool = True,
-) -> tuple[int, str, str]:
-    """Run `<engine> args`; raise CommandFailed (with the engine's message) on a non-zero exit when `check`."""
-    cmd = _engine(engine)
-    try:
-        with _process_env(env):
-            code, out, err = cmd.run(list(args), retcode=None, timeout=timeout, cwd=engine_cwd())
-    except ProcessTimedOut:
-        raise CommandFailed(f"`{engine} {' '.join(args[:3])} ...` did not finish in {timeout:g} s") from None
-    if check and code != 0:
-        message = (err or out).strip().splitlines()
-        raise CommandFailed(f"`{engine} {' '.join(args[:2])}` failed ({code}): {message[-1] if message else ''}")
-    return code, out, err
-
-
-@contextmanager
-def _process_env(env: Mapping[str, str] | None) -> Iterator[None]:
-    """Run the engine with exactly `env` (plumbum otherwise merges with this process's environment)."""
-    if env is None:
-        yield
-        return
-    with local.env():
-        local.env.clear()
-        local.env.update(dict(env))
-        yield
-
-
-def image_exists(engine: str, image: str) -> bool:
-    code, _, _ = run_engine(engine, ["image", "inspect", image], check=False)
-    return code == 0
-
-
-def inspect(engine: str, what: str, *, kind: str = "container") -> dict[str, Any]:
-    """`<engine> <kind> inspect` as a dict (the first element of the JSON array)."""
-    _, out, _ = run_engine(engine, [kind, "inspect", what])
-    data = json.loads(out)
-    first = data[0] if isinstance(data, list) and data else data
-    if not isinstance(first, dict):
-        raise CommandFailed(f"`{engine} {kind} inspect {what}` did not answer a JSON object")
-    return first
-
-
-# ---------------------------------------------------------------- networks
-def network_exists(engine: str, name: str) -> bool:
-    code, _, _ = run_engine(engine, ["network", "inspect", name], check=False)
-    return code == 0
-
-
-def is_internal(info: Mapping[str, Any]) -> bool:
-    """Whether a `network inspect` result is an internal network (podman 4 reports `internal`, docker and
-    podman's docker API `Internal`)."""
-    return bool(info.get("internal", info.get("Internal", False)))
-
-
-def network_is_internal(engine: str, name: str) -> bool:
-    return is_internal(inspect(engine, name, kind="network"))
-
-
-def _refuse_open_egress_network(engine: str) -> None:
-    """An existing egress network with a route out would make every proxied tier open."""
-    if not network_is_internal(engine, egress.EGRESS_NETWORK):
-        name = egress.EGRESS_NETWORK
-        raise EnvironmentProblem(f"network {name} exists but is not internal: remove it ({engine} network rm {name})")
-
-
-def ensure_egress_network(engine: str) -> bool:
-    """Make sure `agent-sandbox-egress` exists and is internal; create it `--internal` when missing. True if
-    created here. An existing internal network is left as it is (once the egress proxy ships, it owns this
-    network); a non-internal one is refused with EnvironmentProblem.
-    """
-    if network_exists(engine, egress.EGRESS_NETWORK):
-        _refuse_open_egress_network(engine)
-        return False
-    code, _, err = run_engine(engine, ["network", "create", "--internal", egress.EGRESS_NETWORK], check=False)
-    if code != 0:
-        if network_exists(engine, egress.EGRESS_NETWORK):  # created concurrently by another run
-            _refuse_open_egress_network(engine)
-            return False
-        raise CommandFailed(f"cannot create network {egress.EGRESS_NETWORK}: {err.strip()}")
-    return True
-
-
-# ---------------------------------------------------------------- the run command (pure)
-def sandbox_command(
-    engine: str,
-    image: str,
-    profile: Profile,
-    *,
-    workspace: Path | str,
-    name: str,
-    host_env: Mapping[str, str] | None = None,
-    uid: int = 1000,
-    gid: int = 1000,
-    detach: bool = True,
-    command: Sequence[str] | None = None,
-    adjust: Callable[[list[str]], list[str]] | None = None,
-) -> list[str]:
-    """The complete `<engine> run ...` argv for `image` under `profile` (pure).
-
-    The flags are exactly `run_args(profile, workspace=..., host_env=...)`; around them come only the container
-    name, `--detach` and the entrypoint: the keep-alive shell, or `command[0]` when a `command` is given (its
-    arguments follow the image). `adjust` rewrites the tier's flags; it exists for tests that must run a
-    deliberately weakened or tightened container (say so where it is used).
-    """
-    if engine not in ENGINES:
-        raise InputError(f"{engine!r}: the engine is podman or docker")
-    flags = run_args(profile, workspace=str(workspace), host_env=dict(host_env or {}), uid=uid, gid=gid)
-    if adjust is not None:
-        flags = adjust(list(flags))
-    argv = [engine, "run"]
-    if detach:
-        argv.append("--detach")
-    argv.append(f"--name={name}")
-    argv += flags
-    if command is None:
-        argv += [f"--entrypoint={KEEPALIVE_ENTRYPOINT}", image, *KEEPALIVE_COMMAND]
-    else:
-        if not command:
-            raise InputError("an empty command")
-        argv += [f"--entrypoint={command[0]}", image, *command[1:]]
-    return argv
+def as_engine(engine: Engine | str) -> Engine:
+    return engine if isinstance(engine, Engine) else detect_engine(engine)
 
 
 def engine_env(host_env: Mapping[str, str] | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment to run the engine with: `base` (this process's), with the API-key variables that the
-    tier forwards by name (`--env=NAME`) taken from `host_env` only, so a caller decides what reaches the box."""
+    """The environment to run the engine with: `base` (this process's) without any API-key variable, then those of
+    `host_env` — so that a caller decides exactly which keys a `--env=NAME` can forward."""
     env = dict(os.environ if base is None else base)
-    if host_env is None:
-        return env
-    for var in API_KEY_VARS:
+    for var in api_key_vars():
         env.pop(var, None)
-        if var in host_env:
-            env[var] = host_env[var]
+    if host_env is not None:
+        env.update({var: host_env[var] for var in api_key_vars() if var in host_env})
     return env
-
-
-def remove_command(engine: str, name: str) -> list[str]:
-    """Force-remove a container now, with its anonymous volumes (a tier's `scratch` directories: without
-    `--volumes` both engines keep them on the host). `--time=0`: podman would otherwise wait 10 s for a PID 1
-    that ignores SIGTERM."""
-    if engine == "podman":
-        return [engine, "rm", "--force", "--volumes", "--time=0", name]
-    return [engine, "rm", "--force", "--volumes", name]
 
 
 # ---------------------------------------------------------------- the sandbox
 @attrs.define
 class Sandbox:
-    """A running sandbox container. Use as a context manager, or call `remove()`."""
+    """A running sandbox. Use as a context manager, or call `remove()` (idempotent; never raises)."""
 
-    engine: str
-    name: str
-    image: str
-    profile: Profile
-    workspace: Path
-    argv: list[str]
-    container_id: str = ""
+    engine: Engine
+    plan: Plan
+    undo: list[list[str]] = attrs.Factory(list)  # engine commands that remove what was created, in order
+    proxy_address: str | None = None
+    keep: bool = False
     removed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.plan.container
+
+    @property
+    def image(self) -> str:
+        return self.plan.request.image
+
+    @property
+    def profile(self) -> Profile:
+        return self.plan.request.profile
+
+    @property
+    def workspace(self) -> Path:
+        return self.plan.request.workspace
+
+    @property
+    def state_dir(self) -> Path:
+        return self.plan.request.state_dir
 
     @property
     def host_spec(self) -> str:
         """The pytest-testinfra host specification (`podman://NAME`, `docker://NAME`)."""
-        return f"{self.engine}://{self.name}"
+        return f"{self.engine.name}://{self.name}"
 
     def exec(self, *command: str, timeout: float = 60, user: str | None = None) -> tuple[int, str, str]:
         args = ["exec"] + (["--user", user] if user else []) + [self.name, *command]
-        return run_engine(self.engine, args, timeout=timeout, check=False)
+        result = self.engine.run(args, timeout=timeout, check=False)
+        return result.code, result.out, result.err
+
+    def exec_argv(self, command: Sequence[str], *, tty: bool, env_names: Sequence[str] = (),
+                  workdir: str | None = None) -> list[str]:
+        """`<engine> exec` of `command` in the agent container, attached to this terminal (`-i`, `-t` with a TTY).
+        `env_names` are forwarded by name: their values come from the engine's environment, never argv."""
+        argv = self.engine.argv("exec", "--interactive")
+        if tty:
+            argv.append("--tty")
+        if workdir:
+            argv.append(f"--workdir={workdir}")
+        argv += [f"--env={name}" for name in env_names]
+        return [*argv, self.name, *command]
 
     def inspect(self) -> dict[str, Any]:
-        return inspect(self.engine, self.name)
+        return self.engine.inspect(self.name)
 
     def running(self) -> bool:
-        code, out, _ = run_engine(self.engine, ["inspect", "--format", "{{.State.Running}}", self.name], check=False)
-        return code == 0 and out.strip() == "true"
+        return self.engine.running(self.name)
 
-    def logs(self) -> str:
-        _, out, err = run_engine(self.engine, ["logs", self.name], check=False)
-        return out + err
+    def logs(self, container: str | None = None) -> str:
+        result = self.engine.run(["logs", container or self.name], check=False)
+        return result.out + result.err
 
     def remove(self) -> None:
-        if self.removed:
+        """Remove everything the start created, in reverse order. The state directory (the proxy's log) stays."""
+        if self.removed or self.keep:
             return
-        argv = remove_command(self.engine, self.name)
-        run_engine(self.engine, argv[1:], check=False)
+        for argv in reversed(self.undo):
+            self.engine.run(argv, check=False)
+        self.undo.clear()
         self.removed = True
+        hand_back(self.plan.request.state_dir)
 
     def __enter__(self) -> Self:
         return self
@@ -298,52 +134,171 @@ class Sandbox:
         self.remove()
 
 
-def new_name(prefix: str = "agent-sandbox") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+def hand_back(state_dir: Path) -> None:
+    """Give the proxy's log (written as the container's `proxy` user) to the state directory's owner."""
+    if not state_dir.is_dir():
+        return
+    owner = state_dir.stat()
+    for path in [state_dir, *state_dir.rglob("*")]:
+        try:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- starting
+def make_state_dir(path: Path) -> None:
+    """Owner-only all the way: the state root and the sandbox's own directory (it holds the proxy's log)."""
+    for directory in (path.parent.parent, path.parent, path):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+
+
+def prepare_proxy_files(plan: Plan) -> None:
+    """squid.conf and the log directory, owner-only and owned by the proxy's user (Squid runs as it, without any
+    capability): Squid can read and write them, nobody else on the host can."""
+    atomic_write(plan.squid_conf, plan.squid_conf_text(), mode=0o600)
+    plan.log_dir.mkdir(mode=0o700, exist_ok=True)
+    plan.log_dir.chmod(0o700)
+    if os.geteuid() == 0:
+        for path in [plan.squid_conf, plan.log_dir, *plan.log_dir.iterdir()]:
+            os.chown(path, PROXY_UID, PROXY_UID)
+
+
+def ensure_outbound_network(engine: Engine, name: str) -> None:
+    """The routed network the proxies join: created when missing; an internal one would give no egress at all."""
+    if engine.network_exists(name):
+        if is_internal(engine.inspect(name, kind="network")):
+            raise EnvironmentProblem(f"network {name} is internal: the egress proxy needs a routed network there "
+                                     f"(remove it: {engine.name} network rm {name})")
+        return
+    result = engine.run(["network", "create", name], check=False)
+    if not result.ok and not engine.network_exists(name):  # (created concurrently by another start: fine)
+        raise CommandFailed(f"cannot create network {name}: {result.err.strip()}")
+
+
+def address_on(engine: Engine, container: str, network: str) -> str:
+    networks = engine.inspect(container).get("NetworkSettings", {}).get("Networks", {}) or {}
+    address = (networks.get(network) or {}).get("IPAddress") or ""
+    if not address:
+        raise CommandFailed(f"{container} has no address on {network}")
+    return str(address)
+
+
+def check_start(engine: Engine, request: Request) -> None:
+    """What the user can get wrong, before anything is created (exit 2 for input, 3 for the environment)."""
+    check_name(request.name)
+    if not request.workspace.is_dir():
+        raise InputError(f"{request.workspace}: the workspace must be an existing directory")
+    if not engine.image_exists(request.image):
+        raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it first "
+                                 "(`agent-sandbox build`)")
+    if engine.container_exists(request.name):
+        raise InputError(f"a container named {request.name} exists already: choose another --name, or remove it "
+                         f"({engine.name} rm -f {request.name})")
+    if request.proxied and not engine.image_exists(request.proxy_image):
+        raise EnvironmentProblem(f"the egress proxy image {request.proxy_image} is not in {engine.name}'s storage: "
+                                 f"build it (`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")
+    if request.ca_bundle is not None and not request.ca_bundle.is_file():
+        raise InputError(f"{request.ca_bundle}: no such CA bundle file")
 
 
 def start_sandbox(
     image: str,
     profile: Profile,
     *,
-    engine: str,
+    engine: Engine | str,
     workspace: Path,
     name: str | None = None,
     host_env: Mapping[str, str] | None = None,
     uid: int = 1000,
     gid: int = 1000,
     adjust: Callable[[list[str]], list[str]] | None = None,
-    ready_timeout: float = 30,
+    state_dir: Path | None = None,
+    ca_bundle: Path | None = None,
+    proxy_hosts: Sequence[tuple[str, str]] = (),
+    outbound_network: str = egress.OUTBOUND_NETWORK,
+    proxy_image: str | None = None,
+    command: Sequence[str] | None = None,
+    extra_env: Sequence[tuple[str, str]] = (),
+    network_adjust: Callable[[list[str]], list[str]] | None = None,
+    proxy_conf_adjust: Callable[[str], str] | None = None,
+    ready_timeout: float = READY_TIMEOUT,
 ) -> Sandbox:
     """Start `image` under `profile` with the tier's run flags and `workspace` as /workspace.
 
-    `host_env` resolves `${localEnv:...}` in the tier's mounts and supplies the forwarded API-key variables
-    (default: this process's environment). The container is removed again if anything fails after `run`.
+    `host_env` resolves `${localEnv:...}` in the tier's mounts (default: this process's environment). No API key
+    reaches the container's configuration; pass keys to the processes you exec (Sandbox.exec_argv). With
+    `command`, the agent container runs it instead of the keep-alive (and may have exited on return).
+    Everything is removed again if anything fails on the way.
     """
-    workspace = Path(workspace).absolute()  # the engine runs elsewhere (engine_cwd)
-    if not workspace.is_dir():
-        raise InputError(f"{workspace}: the workspace must be an existing directory")
-    if not image_exists(engine, image):
-        raise EnvironmentProblem(f"image {image} is not in {engine}'s storage: build or load it first")
-    if profile.network.mode is NetworkMode.PROXIED:
-        ensure_egress_network(engine)
+    eng = as_engine(engine)
     name = name or new_name()
     env = dict(os.environ if host_env is None else host_env)
-    argv = sandbox_command(engine, image, profile, workspace=workspace, name=name, host_env=env, uid=uid, gid=gid,
-                           adjust=adjust)
-    box = Sandbox(engine, name, image, profile, workspace, argv)
+    request = Request(
+        image, profile, Path(workspace).absolute(), name, eng.name,
+        state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
+        proxy_image=proxy_image or f"localhost/{egress.PROXY_IMAGE_NAME}:latest",
+        outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
+        env=tuple(extra_env), adjust=adjust, network_adjust=network_adjust, proxy_conf_adjust=proxy_conf_adjust,
+    )
+    check_start(eng, request)
+    plan = Plan(request)
+    box = Sandbox(eng, plan)
     try:
-        _, out, _ = run_engine(engine, argv[1:], env=engine_env(env))
-        box.container_id = out.strip().splitlines()[-1] if out.strip() else ""
-        deadline = time.monotonic() + ready_timeout
-        while not box.running():
-            if time.monotonic() > deadline:
-                raise CommandFailed(f"container {name} did not start: {box.logs().strip()[-500:]}")
-            time.sleep(0.2)
+        make_state_dir(request.state_dir)
+        if plan.network is not None and plan.proxy is not None:
+            prepare_proxy_files(plan)
+            ensure_outbound_network(eng, request.outbound_network)
+            eng.run(plan.network_create())
+            box.undo.append(["network", "rm", plan.network])
+            box.undo.append(eng.remove_container_argv(plan.proxy))
+            eng.run(plan.proxy_run())
+            eng.run(plan.proxy_connect())
+            if not eng.running(plan.proxy):
+                raise CommandFailed(f"the egress proxy {plan.proxy} stopped: {box.logs(plan.proxy).strip()[-500:]}")
+            box.proxy_address = address_on(eng, plan.proxy, plan.network)
+        box.undo.append(eng.remove_container_argv(plan.container))
+        eng.run(plan.agent_run(box.proxy_address, command=command), env=engine_env({}))
+        if command is None:
+            wait_until(box.running, ready_timeout, lambda: f"container {name} did not start: {box.logs()[-500:]}")
+            if plan.proxy is not None:
+                wait_for_proxy(box, ready_timeout)
     except BaseException:
         box.remove()
         raise
     return box
+
+
+def wait_until(ready: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise CommandFailed(failure())
+        time.sleep(0.1)
+
+
+# Run inside the agent container (bash, no other tool): until the proxy answers a request for its readiness name
+# (refused, and never logged: compilers/squid.py), which proves Squid listens *and* the agent reaches it.
+PROXY_PROBE = (
+    "until exec 3<>/dev/tcp/{host}/{port} && printf 'GET http://{name}/ HTTP/1.0\\r\\n\\r\\n' >&3 "
+    "&& read -r status <&3 && [[ $status == HTTP/*' 403 '* ]]; do exec 3<&-; sleep 0.05; done 2>/dev/null"
+).format(host=egress.PROXY_HOST, port=egress.PROXY_PORT, name=egress.READINESS_NAME)
+
+
+def wait_for_proxy(box: Sandbox, timeout: float) -> None:
+    """Until the agent reaches its proxy and Squid answers."""
+    proxy = box.plan.proxy
+    assert proxy is not None
+    code, _, err = box.exec("timeout", f"{timeout:g}", "bash", "-c", PROXY_PROBE, timeout=timeout + 15)
+    if code != 0:
+        listening = "Accepting SSL bumped HTTP Socket connections" in box.logs(proxy)
+        why = (
+            "Squid listens but the agent cannot reach it: traffic inside the sandbox network is dropped (on a host "
+            "where dockerd set the FORWARD policy to DROP, run scripts/setup-host.sh; see docs/egress.md)"
+            if listening else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
+        )
+        raise EnvironmentProblem(f"the egress proxy of {box.name} is not reachable: {why} {err.strip()[-200:]}")
 
 
 def run_once(
@@ -351,7 +306,7 @@ def run_once(
     profile: Profile,
     command: Sequence[str],
     *,
-    engine: str,
+    engine: Engine | str,
     workspace: Path,
     host_env: Mapping[str, str] | None = None,
     uid: int = 1000,
@@ -359,29 +314,50 @@ def run_once(
     adjust: Callable[[list[str]], list[str]] | None = None,
     timeout: float = 120,
 ) -> tuple[int, dict[str, Any], str]:
-    """Run `command` in a fresh container with the tier's flags (`command[0]` as its entrypoint).
+    """Run `command` in a fresh sandbox with the tier's flags (`command[0]` as the agent container's entrypoint).
 
-    Returns its exit code, its final inspect `State` and its output; the container is removed whatever happens.
+    Returns its exit code, its final inspect `State` and its output; the sandbox is removed whatever happens.
     """
-    if profile.network.mode is NetworkMode.PROXIED:
-        ensure_egress_network(engine)
-    workspace = Path(workspace).absolute()  # the engine runs elsewhere (engine_cwd)
-    name = new_name("agent-sandbox-once")
-    env = dict(os.environ if host_env is None else host_env)
-    argv = sandbox_command(engine, image, profile, workspace=workspace, name=name, host_env=env, uid=uid, gid=gid,
-                           adjust=adjust, command=command)
+    with start_sandbox(image, profile, engine=engine, workspace=workspace, host_env=host_env, uid=uid, gid=gid,
+                       adjust=adjust, command=command) as box:
+        result = box.engine.run(["wait", box.name], timeout=timeout, check=False)
+        if not result.ok:
+            raise CommandFailed(f"`{box.engine.name} wait {box.name}` failed")
+        state = box.inspect().get("State", {})
+        return int(result.out.strip().splitlines()[-1]), state, box.logs()
+
+
+def attach(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run an engine command attached to this terminal (stdin, stdout, stderr inherited); its exit status."""
+    proc = subprocess.Popen(list(argv), env=dict(env))
     try:
-        run_engine(engine, argv[1:], env=engine_env(env))
-        code, out, _ = run_engine(engine, ["wait", name], timeout=timeout, check=False)
-        if code != 0:
-            raise CommandFailed(f"`{engine} wait {name}` failed")
-        state = inspect(engine, name).get("State", {})
-        _, logs, errs = run_engine(engine, ["logs", name], check=False)
-        return int(out.strip().splitlines()[-1]), state, logs + errs
-    finally:
-        run_engine(engine, remove_command(engine, name)[1:], check=False)
+        return proc.wait()
+    except BaseException:
+        from .process import stop
+
+        stop(proc, grace=5)
+        raise
 
 
+# ---------------------------------------------------------------- finding what sandboxes left
+def leftovers(engine: Engine, name: str | None = None) -> dict[str, list[str]]:
+    """Containers and networks labelled as a sandbox's (one, or any): what `remove_leftovers` would take."""
+    selector = f"label={SANDBOX_LABEL}" + (f"={name}" if name else "")
+    containers = engine.run(["ps", "--all", "--filter", selector, "--format", "{{.Names}}"], check=False).out
+    networks = engine.run(["network", "ls", "--filter", selector, "--format", "{{.Name}}"], check=False).out
+    return {"containers": containers.split(), "networks": networks.split()}
+
+
+def remove_leftovers(engine: Engine, name: str | None = None) -> dict[str, list[str]]:
+    found = leftovers(engine, name)
+    for container in found["containers"]:
+        engine.remove_container(container)
+    for network in found["networks"]:
+        engine.remove_network(network)
+    return found
+
+
+# ---------------------------------------------------------------- for tests of weakened sandboxes
 def replace_flag(flags: list[str], prefix: str, value: str | None) -> list[str]:
     """`flags` with every flag starting with `prefix` removed, and `value` appended if given (for tests)."""
     out = [f for f in flags if not f.startswith(prefix)]

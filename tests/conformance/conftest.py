@@ -24,7 +24,9 @@ import attrs
 import pytest
 import testinfra
 from agent_sandbox import conformance, images, profiles, runtime
-from agent_sandbox.compilers.runargs import API_KEY_VARS
+from agent_sandbox.engine import ENGINES, Engine, detect_engine
+from agent_sandbox.sandbox import new_name
+from agent_sandbox.compilers.runargs import api_key_vars
 from agent_sandbox.errors import SandboxError
 from agent_sandbox.model import Profile
 
@@ -42,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("agent-sandbox conformance")
     group.addoption("--image", default=None, help=f"image reference to verify (default {DEFAULT_IMAGE})")
     group.addoption("--tier", action="append", default=None, help="tier to verify (repeatable; default all)")
-    group.addoption("--engine", default=None, choices=runtime.ENGINES, help="podman or docker (default: detect)")
+    group.addoption("--engine", default=None, choices=ENGINES, help="podman or docker (default: detect)")
     group.addoption("--image-description", default=None, help="images/<NAME>/image.toml describing the image")
 
 
@@ -105,7 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class Session:
     """The engine, image and every container the suite started (removed at the end, whatever happened)."""
 
-    engine: str
+    engine: Engine
     image: str
     description: images.Image | None
     base: Path
@@ -125,7 +127,7 @@ class Session:
 
     def host_env(self) -> dict[str, str]:
         """What ${localEnv:...} and the forwarded API-key variables see: the fake HOME, no real keys."""
-        env = {k: v for k, v in os.environ.items() if k not in API_KEY_VARS}
+        env = {k: v for k, v in os.environ.items() if k not in api_key_vars()}
         env["HOME"] = str(self.fake_home)
         return env
 
@@ -142,7 +144,8 @@ class Session:
             profile,
             engine=self.engine,
             workspace=self.new_workspace(label),
-            name=runtime.new_name(f"agent-sandbox-conformance-{label}"),
+            name=new_name(f"as-conf-{label}"),
+            state_dir=self.base / f"state-{label}-{secrets.token_hex(3)}",
             host_env=self.host_env(),
             uid=self.uid,
             gid=self.gid,
@@ -160,13 +163,13 @@ class Session:
             try:
                 self.sandboxes[tier] = self.start(profiles.load_profile(tier), label=tier)
             except SandboxError as exc:
-                self.refused[tier] = f"tier {tier}: {self.engine} cannot start the image with the tier's run flags: {exc}"
+                self.refused[tier] = f"tier {tier}: {self.engine.name} cannot start the image with the tier's run flags: {exc}"
                 pytest.fail(self.refused[tier], pytrace=False)
         return self.sandboxes[tier]
 
     def inspect_image(self) -> dict[str, Any]:
         if self.image_info is None:
-            self.image_info = runtime.inspect(self.engine, self.image, kind="image")
+            self.image_info = self.engine.inspect(self.image, kind="image")
         return self.image_info
 
     def close(self) -> None:
@@ -205,15 +208,15 @@ def _own_fake_home(home: Path, uid: int, gid: int) -> None:
 def session(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     requested = _option(pytestconfig, "--engine", "AGENT_SANDBOX_ENGINE")
     try:
-        engine = runtime.detect_engine(requested)
+        engine = detect_engine(requested)
     except SandboxError as exc:
         # Asked for explicitly (an engine or an image), the run must not pass by skipping everything.
         if requested or image_given(pytestconfig):
             pytest.fail(f"no container engine to verify with: {exc}", pytrace=False)
         pytest.skip(f"no container engine: {exc}")
     image = image_ref(pytestconfig)
-    if not runtime.image_exists(engine, image):
-        message = f"image {image} is not in {engine}'s storage (build it, or pass --image / AGENT_SANDBOX_IMAGE)"
+    if not engine.image_exists(image):
+        message = f"image {image} is not in {engine.name}'s storage (build it, or pass --image / AGENT_SANDBOX_IMAGE)"
         if image_given(pytestconfig):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -262,8 +265,8 @@ class OutsideServer:
     token: str
 
 
-def _container_addresses(engine: str, name: str) -> tuple[str, ...]:
-    networks = runtime.inspect(engine, name).get("NetworkSettings", {}).get("Networks", {}) or {}
+def _container_addresses(engine: Engine, name: str) -> tuple[str, ...]:
+    networks = engine.inspect(name).get("NetworkSettings", {}).get("Networks", {}) or {}
     return tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
 
 
@@ -273,15 +276,15 @@ def outside(session: Session) -> Iterator[OutsideServer]:
     on a separate ordinary network of its own; a proxied tier must reach neither of its addresses."""
     engine, token = session.engine, secrets.token_hex(16)
     created = False
-    if not runtime.network_exists(engine, OUTSIDE_NETWORK):
-        runtime.run_engine(engine, ["network", "create", OUTSIDE_NETWORK])
+    if not engine.network_exists(OUTSIDE_NETWORK):
+        engine.run(["network", "create", OUTSIDE_NETWORK])
         created = True
-    name = runtime.new_name("agent-sandbox-conformance-outside")
+    name = new_name("agent-sandbox-conformance-outside")
     script = f"mkdir -p /tmp/www && printf %s {token} > /tmp/www/token && cd /tmp/www && exec python3 -m http.server {OUTSIDE_PORT}"
     try:
-        runtime.run_engine(engine, ["run", "--detach", f"--name={name}", "--entrypoint=/bin/sh", session.image, "-c", script])
-        runtime.run_engine(engine, ["network", "connect", OUTSIDE_NETWORK, name])
-        server = testinfra.get_host(f"{engine}://{name}")
+        engine.run(["run", "--detach", f"--name={name}", "--entrypoint=/bin/sh", session.image, "-c", script])
+        engine.run(["network", "connect", OUTSIDE_NETWORK, name])
+        server = testinfra.get_host(f"{engine.name}://{name}")
         for _ in range(50):
             if conformance.Probe(server).fetch_token("127.0.0.1", OUTSIDE_PORT, token, timeout=3):
                 break
@@ -289,9 +292,9 @@ def outside(session: Session) -> Iterator[OutsideServer]:
             pytest.fail("the outside HTTP server did not come up", pytrace=False)
         yield OutsideServer(_container_addresses(engine, name), OUTSIDE_PORT, token)
     finally:
-        runtime.run_engine(engine, runtime.remove_command(engine, name)[1:], check=False)
+        engine.remove_container(name)
         if created:
-            runtime.run_engine(engine, ["network", "rm", OUTSIDE_NETWORK], check=False)
+            engine.remove_network(OUTSIDE_NETWORK)
 
 
 PYTHON_TOOL = "python"  # the images/catalog.toml tool that provides python3

@@ -65,5 +65,5 @@ def test_nothing_written_outlives_the_sandbox(expected, profile, session, probe)
             probe.run("rm -f %s", f"{place.rstrip('/')}/{marker}")
     assert not leftovers, f"a new {expected.tier} sandbox sees files written in the previous one in {leftovers}"
     assert len(volumes) == len(expected.scratch), f"scratch volumes {volumes}, the tier lists {expected.scratch}"
-    kept = [v for v in volumes if runtime.run_engine(session.engine, ["volume", "inspect", v], check=False)[0] == 0]
+    kept = [v for v in volumes if session.engine.run(["volume", "inspect", v], check=False).ok]
     assert not kept, f"removing the sandbox left its scratch volumes on the host: {kept}"

@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 import pytest
-from agent_sandbox import runtime
-from agent_sandbox.backends import debian, engine
+from agent_sandbox import engine, process
+from agent_sandbox.backends import debian, layers
 from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.errors import CommandFailed, EnvironmentProblem, InputError
 from agent_sandbox.images import Catalog, Image
@@ -183,18 +183,19 @@ def test_containerfile_copies_policies_and_sets_config(image: Image, catalog: Ca
     """docker's layer 3 (podman's does the same with buildah copy/config)."""
     plan = plan_of(image, catalog)
     text = dp.containerfile("localhost/parent:x", plan.config)
-    assert text.startswith("FROM localhost/parent:x\nCOPY etc/ /etc/\n")
+    assert text.startswith("FROM localhost/parent:x\nCOPY rootfs/ /\n")
     assert "USER 1000" in text and "WORKDIR /workspace" in text and 'CMD ["bash"]' in text
     assert "NODE_EXTRA_CA_CERTS" not in text and "PIP_CERT" not in text
 
 
 def test_policy_files_are_laid_out_per_tier() -> None:
     assert list(dp.policy_files(TIER_FILES)) == [
-        "strict/leash.cedar",
-        "strict/run-args.json",
-        "trusted/leash.cedar",
-        "trusted/run-args.json",
+        "/etc/agent-sandbox/strict/leash.cedar",
+        "/etc/agent-sandbox/strict/run-args.json",
+        "/etc/agent-sandbox/trusted/leash.cedar",
+        "/etc/agent-sandbox/trusted/run-args.json",
     ]
+    assert {f.mode for f in dp.policy_files(TIER_FILES).values()} == {0o644}
 
 
 # ------------------------------------------------------------------ scripts
@@ -236,7 +237,7 @@ def test_parse_versions() -> None:
 
 
 def test_mmdebstrap_argv() -> None:
-    argv = engine.mmdebstrap_argv(
+    argv = layers.mmdebstrap_argv(
         suite="bookworm",
         variant="minbase",
         packages=["bash", "git"],
@@ -304,9 +305,8 @@ def no_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"ran a command: {args}")
 
-    monkeypatch.setattr(engine, "run_streaming", forbidden)
-    monkeypatch.setattr(engine, "run_quiet", forbidden)
-    monkeypatch.setattr(debian, "run_streaming", forbidden)
+    monkeypatch.setattr(process, "stream", forbidden)
+    monkeypatch.setattr(process, "run", forbidden)
     monkeypatch.setattr(debian, "tier_bundle", lambda profile, uid, gid: TIER_FILES)
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
 
@@ -453,41 +453,47 @@ def test_a_real_build_on_a_host_without_an_engine_is_an_environment_problem(
 
 
 # ------------------------------------------------------------------ engines
-def test_the_engine_interface_is_abstract() -> None:
+def test_the_layer_builder_interface_is_abstract() -> None:
+    docker = engine.Engine("docker", "/usr/bin/docker")
     with pytest.raises(TypeError, match="abstract"):
-        engine.Engine("podman", "/usr/bin/podman")  # type: ignore[abstract]
-    assert engine.Docker("docker", "/usr/bin/docker").cmd("ps") == ["/usr/bin/docker", "ps"]
+        layers.LayerBuilder(docker)  # type: ignore[abstract]
+    assert docker.argv("ps") == ["/usr/bin/docker", "ps"]
 
 
 def test_engine_choice_argument_then_environment(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in runtime.ENGINES:  # the one list of engines
-        assert engine.resolve_engine(name).name == name
+    for name in engine.ENGINES:  # the one list of engines
+        assert engine.installed_engine(name).name == name
     monkeypatch.setenv("AGENT_SANDBOX_ENGINE", "docker")
-    assert isinstance(engine.resolve_engine(), engine.Docker)
-    assert isinstance(engine.resolve_engine("podman"), engine.Podman)
+    assert engine.installed_engine().name == "docker"
+    assert engine.installed_engine("podman").name == "podman"
     monkeypatch.setenv("AGENT_SANDBOX_ENGINE", "lxc")
     with pytest.raises(InputError):
-        engine.resolve_engine()
+        engine.installed_engine()
 
 
-def test_docker_without_a_daemon_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_podman_builds_with_buildah_docker_with_itself(no_commands: None) -> None:
+    assert isinstance(layers.layer_builder(engine.Engine("podman", "/usr/bin/podman")), layers.PodmanLayers)
+    assert isinstance(layers.layer_builder(engine.Engine("docker", "/usr/bin/docker")), layers.DockerLayers)
+
+
+def test_a_named_engine_that_does_not_answer_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[str] = []
 
-    def no_daemon(name: str) -> bool:
-        asked.append(name)
+    def no_daemon(self: engine.Engine, **_: Any) -> bool:
+        asked.append(self.name)
         return False
 
-    monkeypatch.setattr(engine, "engine_answers", no_daemon)
-    engine.check_engine_ready(engine.Podman("podman", "/usr/bin/podman", "/usr/bin/buildah"))  # needs no daemon
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(engine.Engine, "answers", no_daemon)
     with pytest.raises(EnvironmentProblem, match="dockerd"):
-        engine.check_engine_ready(engine.Docker("docker", "/usr/bin/docker"))
+        engine.detect_engine("docker")
     assert asked == ["docker"]
 
 
 def test_inspect_refuses_what_is_not_an_object(monkeypatch: pytest.MonkeyPatch) -> None:
-    docker = engine.Docker("docker", "/usr/bin/docker")
-    monkeypatch.setattr(engine, "run_checked", lambda argv: '[{"Id": "sha256:x"}]')
-    assert docker.inspect("img") == {"Id": "sha256:x"}
-    monkeypatch.setattr(engine, "run_checked", lambda argv: "[]")
+    docker = engine.Engine("docker", "/usr/bin/docker")
+    monkeypatch.setattr(process, "run", lambda argv, **_: process.Result(0, '[{"Id": "sha256:x"}]', ""))
+    assert docker.inspect("img", kind="image") == {"Id": "sha256:x"}
+    monkeypatch.setattr(process, "run", lambda argv, **_: process.Result(0, "[]", ""))
     with pytest.raises(CommandFailed):
-        docker.inspect("img")
+        docker.inspect("img", kind="image")

@@ -11,7 +11,7 @@ import pytest
 
 from agent_sandbox import egress, profiles
 from agent_sandbox.compilers.devcontainer import devcontainer_json, metadata_label
-from agent_sandbox.compilers.runargs import API_KEY_VARS, run_args
+from agent_sandbox.compilers.runargs import api_key_vars, run_args
 
 TIERS = ["paranoid", "strict", "standard", "trusted"]
 
@@ -41,7 +41,7 @@ def test_flag_is_present_exactly_in_its_tiers(flag, tiers):
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_api_keys_pass_by_name_never_by_value(tier):
-    env = {name: "sk-secret-value" for name in API_KEY_VARS}
+    env = {name: "sk-secret-value" for name in api_key_vars()}
     args = run_args(profiles.load_profile(tier), host_env=env)
     assert not any("sk-secret-value" in arg for arg in args)
     config = json.dumps(devcontainer_json(profiles.load_profile(tier), "img"))

@@ -1,13 +1,16 @@
-"""The runtime's pure parts: the full `run` command is the tier's compiled flags and nothing that weakens them."""
+"""The sandbox plan (pure) and the engine layer: what `run` starts is the tier's flags and nothing that weakens them."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
-from agent_sandbox import egress, runtime
-from agent_sandbox.compilers.runargs import API_KEY_VARS, run_args
-from agent_sandbox.errors import InputError
+from agent_sandbox import egress, engine, runtime, sandbox
+from agent_sandbox.compilers.runargs import api_key_vars, run_args
+from agent_sandbox.errors import EnvironmentProblem, InputError
 from agent_sandbox.model import NetworkMode
 from agent_sandbox.profiles import load_profile, tier_names
 
@@ -15,27 +18,41 @@ IMAGE = "localhost/agent-sandbox-devcontainer:latest"
 HOME = {"HOME": "/home/someone"}
 
 
-def command(tier: str, engine: str = "podman", **kwargs) -> list[str]:
-    return runtime.sandbox_command(engine, IMAGE, load_profile(tier), workspace="/src/project", name="box",
+def plan(tier: str, engine_name: str = "podman", **kwargs: Any) -> sandbox.Plan:
+    return sandbox.Plan(sandbox.Request(IMAGE, load_profile(tier), Path("/src/project"), "box", engine_name,
+                                        Path("/state/box"), host_env=HOME, **kwargs))
+
+
+def command(tier: str, engine_name: str = "podman", **kwargs: Any) -> list[str]:
+    return sandbox.sandbox_command(engine_name, IMAGE, load_profile(tier), workspace="/src/project", name="box",
                                    host_env=HOME, **kwargs)
 
 
 @pytest.mark.parametrize("tier", tier_names())
-@pytest.mark.parametrize("engine", runtime.ENGINES)
-def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine):
-    argv = command(tier, engine)
-    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME)
-    assert argv[:4] == [engine, "run", "--detach", "--name=box"]
-    assert argv[4 : 4 + len(flags)] == flags
-    # after the flags: only the keep-alive entrypoint, the image and the keep-alive's arguments
-    assert argv[4 + len(flags) :] == [f"--entrypoint={runtime.KEEPALIVE_ENTRYPOINT}", IMAGE, *runtime.KEEPALIVE_COMMAND]
+@pytest.mark.parametrize("engine_name", engine.ENGINES)
+def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine_name):
+    argv = command(tier, engine_name)
+    network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
+    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network)
+    head = [engine_name, "run", "--detach", "--name=box", f"--label={sandbox.SANDBOX_LABEL}=box",
+            f"--label={sandbox.ROLE_LABEL}=agent"]
+    assert argv[: len(head)] == head
+    assert argv[len(head) : len(head) + len(flags)] == flags
+    rest = argv[len(head) + len(flags) :]
+    if network:  # the proxy by its fixed name: the only host entry, and the agent has no DNS
+        assert rest[0] == f"--add-host={egress.PROXY_HOST}:10.0.0.2"
+        rest = rest[1:]
+    assert rest == [f"--entrypoint={sandbox.KEEPALIVE_ENTRYPOINT}", IMAGE, *sandbox.KEEPALIVE_COMMAND]
 
 
 @pytest.mark.parametrize("tier", tier_names())
 def test_nothing_around_the_flags_weakens_the_sandbox(tier):
-    around = [a for a in command(tier) if a not in run_args(load_profile(tier), workspace="/src/project", host_env=HOME)]
+    network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
+    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network)
+    around = [a for a in command(tier) if a not in flags]
     weakening = ("--privileged", "--cap-add", "--security-opt", "--network", "--pid", "--ipc", "--userns",
-                 "--user", "--volume", "-v", "--mount", "--device", "--memory", "--pids-limit", "--cpus")
+                 "--user", "--volume", "-v", "--mount", "--device", "--memory", "--pids-limit", "--cpus", "--dns",
+                 "--sysctl")
     assert not [a for a in around if a.startswith(weakening)]
 
 
@@ -44,10 +61,6 @@ def test_a_given_command_replaces_the_keepalive_as_entrypoint_and_arguments():
     assert argv[-4:] == ["--entrypoint=python3", IMAGE, "-c", "print(1)"]
     with pytest.raises(InputError):
         command("strict", command=[])
-
-
-def test_foreground_runs_leave_out_detach():
-    assert "--detach" not in command("strict", detach=False)
 
 
 def test_the_trusted_mounts_resolve_the_callers_home():
@@ -61,16 +74,135 @@ def test_the_workspace_is_mounted_with_the_tiers_mode():
     assert "--mount=type=bind,source=/src/project,target=/workspace" in command("strict")
 
 
-def test_proxied_tiers_join_the_egress_network():
-    assert load_profile("strict").network.mode is NetworkMode.PROXIED
-    assert f"--network={egress.EGRESS_NETWORK}" in command("strict")
+def test_a_proxied_tier_gets_its_own_network_no_dns_and_no_ipv6():
+    argv = command("strict")
+    assert "--network=box-net" in argv and f"--network={egress.EGRESS_NETWORK}" not in argv
+    assert f"--dns={egress.NO_RESOLVER}" in argv
+    assert "--sysctl=net.ipv6.conf.all.disable_ipv6=1" in argv
     assert "--network=none" in command("paranoid")
+    assert not [a for a in command("standard") if a.startswith(("--network", "--dns", "--add-host"))]
 
 
-def test_adjust_rewrites_only_the_tiers_flags_for_weakened_test_containers():
-    argv = command("strict", adjust=runtime.without_flags("--cap-drop=", "--security-opt=no-new-privileges"))
-    assert not [a for a in argv if a.startswith(("--cap-drop", "--security-opt"))]
-    assert "--pids-limit=512" in argv and argv[-3] == IMAGE
+# ---------------------------------------------------------------- the plan of a proxied sandbox
+@pytest.mark.parametrize("engine_name", engine.ENGINES)
+def test_a_proxied_sandbox_is_an_internal_network_a_proxy_and_the_agent(engine_name):
+    p = plan("strict", engine_name)
+    assert (p.container, p.network, p.proxy) == ("box", "box-net", "box-proxy")
+    create = p.network_create()
+    assert create[:3] == ["network", "create", "--internal"] and create[-1] == "box-net"
+    # podman's aardvark-dns forwards outside names even on internal networks: switched off
+    assert ("--disable-dns" in create) == (engine_name == "podman")
+    proxy = p.proxy_run()
+    assert proxy[:3] == ["run", "--detach", "--name=box-proxy"]
+    assert f"--network={egress.OUTBOUND_NETWORK}" in proxy and proxy[-1].endswith("agent-sandbox-proxy:latest")
+    assert "--cap-drop=ALL" in proxy and "--read-only" in proxy and "--security-opt=no-new-privileges" in proxy
+    assert f"--mount=type=bind,source=/state/box/squid.conf,target={egress.PROXY_CONFIG},readonly" in proxy
+    assert p.proxy_connect() == ["network", "connect", "box-net", "box-proxy"]
+    with pytest.raises(ValueError):
+        p.agent_run(None)  # a proxied agent without its proxy's address
+
+
+@pytest.mark.parametrize("tier", ["paranoid", "standard", "trusted"])
+def test_other_tiers_have_no_network_and_no_proxy(tier):
+    p = plan(tier)
+    assert p.network is None and p.proxy is None
+    assert p.removal(lambda name: ["rm", name]) == [["rm", "box"]]
+
+
+def test_removal_takes_containers_before_their_network():
+    steps = plan("strict").removal(lambda name: ["rm", name])
+    assert steps == [["rm", "box"], ["rm", "box-proxy"], ["network", "rm", "box-net"]]
+
+
+def test_a_ca_bundle_replaces_the_images_and_every_runtime_is_told():
+    argv = plan("standard", ca_bundle=Path("/etc/corp-ca.pem")).agent_run()
+    assert f"--mount=type=bind,source=/etc/corp-ca.pem,target={sandbox.SYSTEM_CA},readonly" in argv
+    for var in ("NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        assert f"--env={var}={sandbox.SYSTEM_CA}" in argv
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "x" * 57, "ü"])
+def test_bad_sandbox_names_are_refused(name):
+    with pytest.raises(InputError):
+        sandbox.check_name(name)
+
+
+def test_unknown_engines_are_refused():
+    with pytest.raises(InputError):
+        command("strict", engine_name="lxc")
+    with pytest.raises(InputError):
+        engine.engine_named("lxc")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AGENT_SANDBOX_STATE": "/x"}, "/x"),
+        ({"XDG_STATE_HOME": "/s", "HOME": "/h"}, "/s/agent-sandbox"),
+        ({"HOME": "/h"}, "/h/.local/state/agent-sandbox"),
+    ],
+)
+def test_the_state_directory_follows_the_xdg_rules(env, expected):
+    assert sandbox.state_root(env) == Path(expected)
+    assert sandbox.sandbox_state_dir("box", env) == Path(expected) / "sandboxes" / "box"
+
+
+# ---------------------------------------------------------------- the engine layer
+def test_removal_takes_the_scratch_volumes_and_does_not_wait_for_sigterm():
+    assert engine.Engine("podman", "podman").remove_container_argv("box") == [
+        "rm", "--force", "--volumes", "--time=0", "box"]
+    assert engine.Engine("docker", "docker").remove_container_argv("box") == ["rm", "--force", "--volumes", "box"]
+
+
+def test_forwarded_api_keys_come_from_host_env_only():
+    base = {"PATH": "/usr/bin", "ANTHROPIC_API_KEY": "real-key", "OPENAI_API_KEY": "real-key-2"}
+    env = runtime.engine_env({"OPENAI_API_KEY": "chosen"}, base=base)
+    assert env["PATH"] == "/usr/bin"
+    assert "ANTHROPIC_API_KEY" not in env and env["OPENAI_API_KEY"] == "chosen"
+    assert runtime.engine_env({}, base=base) == {"PATH": "/usr/bin"}
+    assert set(api_key_vars()) >= {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"}
+
+
+def test_engine_detection_prefers_podman_then_a_docker_that_answers(monkeypatch):
+    answers = {"podman": False, "docker": True}
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(engine.Engine, "answers", lambda self, **_: answers[self.name])
+    monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
+    assert engine.detect_engine().name == "docker"
+    answers["podman"] = True
+    assert engine.detect_engine().name == "podman"
+    answers.update(podman=False, docker=False)
+    with pytest.raises(EnvironmentProblem):
+        engine.detect_engine()
+    with pytest.raises(EnvironmentProblem):
+        engine.detect_engine("docker")
+
+
+def test_sandbox_names_are_unique_and_prefixed():
+    names = {sandbox.new_name("agent-sandbox-x") for _ in range(50)}
+    assert len(names) == 50 and all(n.startswith("agent-sandbox-x-") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("inspected", "internal"),
+    [
+        ({"name": "n", "driver": "bridge", "internal": True}, True),  # podman 4
+        ({"name": "n", "driver": "bridge", "internal": False}, False),
+        ({"Name": "n", "Driver": "bridge", "Internal": True}, True),  # docker, podman's docker API
+        ({"Name": "n", "Driver": "bridge", "Internal": False}, False),
+        ({"Name": "n", "Driver": "bridge"}, False),  # not reported: not internal
+    ],
+)
+def test_internal_networks_are_told_from_inspect(inspected, internal):
+    assert engine.is_internal(inspected) is internal
+
+
+def test_an_internal_outbound_network_is_refused(monkeypatch):
+    podman = engine.Engine("podman", "podman")
+    monkeypatch.setattr(engine.Engine, "network_exists", lambda self, name: True)
+    monkeypatch.setattr(engine.Engine, "inspect", lambda self, name, kind: {"name": name, "internal": True})
+    with pytest.raises(EnvironmentProblem, match="internal"):
+        runtime.ensure_outbound_network(podman, egress.OUTBOUND_NETWORK)
 
 
 def test_replace_flag_swaps_a_value():
@@ -79,83 +211,9 @@ def test_replace_flag_swaps_a_value():
     assert runtime.replace_flag(flags, "--cpus=", None) == ["--memory=8g", "--memory-swap=8g"]
 
 
-def test_unknown_engines_are_refused():
-    with pytest.raises(InputError):
-        command("strict", engine="lxc")
-    with pytest.raises(InputError):
-        runtime.detect_engine("lxc")
-
-
-def test_removal_takes_the_scratch_volumes_and_does_not_wait_for_sigterm():
-    assert runtime.remove_command("podman", "box") == ["podman", "rm", "--force", "--volumes", "--time=0", "box"]
-    assert runtime.remove_command("docker", "box") == ["docker", "rm", "--force", "--volumes", "box"]
-
-
-def test_forwarded_api_keys_come_from_host_env_only():
-    base = {"PATH": "/usr/bin", "ANTHROPIC_API_KEY": "real-key", "OPENAI_API_KEY": "real-key-2"}
-    env = runtime.engine_env({"OPENAI_API_KEY": "chosen"}, base=base)
-    assert env["PATH"] == "/usr/bin"
-    assert "ANTHROPIC_API_KEY" not in env and env["OPENAI_API_KEY"] == "chosen"
-    assert runtime.engine_env(None, base=base) == base
-    assert set(API_KEY_VARS) >= {"ANTHROPIC_API_KEY", "OPENAI_API_KEY"}
-
-
-def test_engine_detection_prefers_podman_then_a_docker_that_answers(monkeypatch):
-    answers = {"podman": False, "docker": True}
-    monkeypatch.setattr(runtime, "engine_answers", lambda engine, **_: answers[engine])
-    assert runtime.detect_engine() == "docker"
-    answers["podman"] = True
-    assert runtime.detect_engine() == "podman"
-    answers.update(podman=False, docker=False)
-    with pytest.raises(runtime.EnvironmentProblem):
-        runtime.detect_engine()
-    with pytest.raises(runtime.EnvironmentProblem):
-        runtime.detect_engine("docker")
-
-
-def test_sandbox_names_are_unique_and_prefixed():
-    names = {runtime.new_name("agent-sandbox-x") for _ in range(50)}
-    assert len(names) == 50 and all(n.startswith("agent-sandbox-x-") for n in names)
-
-
-@pytest.mark.parametrize(
-    ("inspected", "internal"),
-    [
-        ({"name": "agent-sandbox-egress", "driver": "bridge", "internal": True}, True),  # podman 4
-        ({"name": "agent-sandbox-egress", "driver": "bridge", "internal": False}, False),
-        ({"Name": "agent-sandbox-egress", "Driver": "bridge", "Internal": True}, True),  # docker, podman's docker API
-        ({"Name": "agent-sandbox-egress", "Driver": "bridge", "Internal": False}, False),
-        ({"Name": "agent-sandbox-egress", "Driver": "bridge"}, False),  # not reported: not internal
-    ],
-)
-def test_internal_networks_are_told_from_inspect(inspected, internal):
-    assert runtime.is_internal(inspected) is internal
-
-
-@pytest.mark.parametrize(
-    ("internal", "outcome"),
-    [
-        (True, None),  # an existing internal network is used as it is
-        (False, ("network agent-sandbox-egress exists but is not internal: "
-                 "remove it (podman network rm agent-sandbox-egress)")),
-    ],
-)
-def test_an_existing_egress_network_must_be_internal(monkeypatch, internal, outcome):
-    monkeypatch.setattr(runtime, "network_exists", lambda engine, name: True)
-    monkeypatch.setattr(runtime, "inspect", lambda engine, name, kind: {"name": name, "internal": internal})
-    monkeypatch.setattr(runtime, "run_engine", lambda *a, **k: pytest.fail(f"nothing is created: {a}"))
-    if outcome is None:
-        assert runtime.ensure_egress_network("podman") is False
-    else:
-        with pytest.raises(runtime.EnvironmentProblem) as raised:
-            runtime.ensure_egress_network("podman")
-        assert str(raised.value) == outcome
-
-
 def test_the_engine_runs_in_a_private_directory_not_the_callers():
     """podman's conmon leaves an empty `oom` file in its working directory when a container is OOM-killed."""
-    cwd = runtime.engine_cwd()
-    # One private directory per process (it may already hold conmon's `oom` from an earlier test).
-    assert runtime.engine_cwd() == cwd and os.path.isdir(cwd)
+    cwd = engine.engine_cwd()
+    assert engine.engine_cwd() == cwd and os.path.isdir(cwd)
     assert os.path.basename(cwd).startswith("agent-sandbox-engine-")
     assert os.path.realpath(cwd) != os.path.realpath(os.getcwd())

@@ -1,7 +1,7 @@
 """`agent-sandbox build --backend debian`: the image description built on Debian, in three cached layers.
 
 The plan (what to build, cache keys, labels, scripts) is pure: debian_plan.py. The commands (mmdebstrap,
-podman/docker) are at the edge: engine.py. This module runs the phases, reports progress and rolls back:
+podman/docker) are at the edge: ../engine.py and layers.py. This module runs the phases, reports progress and rolls back:
 
     base      mmdebstrap rootfs -> `import`                         (Debian packages, user, CA layout)
     agents    `run` (host CA bundle mounted for this step only) -> `commit`   (npm / PyPI agent CLIs)
@@ -31,10 +31,13 @@ import attrs
 from .. import __version__, profiles
 from ..compilers.devcontainer import metadata_label
 from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
-from ..images import Catalog, Image, check_agents, check_user, load_catalog, load_image
+from ..images import Catalog, Image, check_agents, check_user, image_tree, load_catalog, load_image
 from ..paths import project_root
 from . import debian_plan as dp
-from .engine import Engine, check_engine_ready, mmdebstrap_argv, require_tool, resolve_engine, run_streaming
+from .. import process
+from ..signals import Terminated, sigterm_unwinds
+from ..engine import Engine, installed_engine
+from .layers import LayerBuilder, mmdebstrap_argv, resolve_builder
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_OFF = ("", "0", "no", "none", "off", "false")
@@ -232,6 +235,17 @@ def load_inputs(
     return image, catalog, chosen, profile
 
 
+def read_tree(root: Path) -> dict[str, dp.TreeFile]:
+    """images/<image>/rootfs as {absolute path in the image: file}; executables keep their mode (0755)."""
+    if not root.is_dir():
+        return {}
+    tree = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        tree["/" + path.relative_to(root).as_posix()] = dp.TreeFile(path.read_text(encoding="utf-8"), mode)
+    return tree
+
+
 def plan_build(
     image_name: str,
     *,
@@ -241,6 +255,16 @@ def plan_build(
 ) -> dp.Plan:
     """Everything but the commands: read the description, compile the tiers, compute keys."""
     env = os.environ if env is None else env
+    cache_repo = env.get("AGENT_SANDBOX_CACHE_REPO") or dp.DEFAULT_CACHE_REPO
+    catalog = load_catalog()
+    described = load_image(image_name, catalog)
+    if not described.is_devcontainer:
+        if agents is not None or tier is not None:
+            raise InputError(f"{described.name} is a {described.role} image: it holds no agents and no tier",
+                             Location("--agents" if agents is not None else "--tier"))
+        return dp.make_service_plan(described, catalog, revision=git_revision(project_root()), version=__version__,
+                                    tree=read_tree(image_tree(described)), machine=platform.machine(),
+                                    cache_repo=cache_repo)
     image, catalog, chosen, profile = load_inputs(image_name, agents, tier)
     try:
         pins = dp.parse_pins(env.get("AGENT_SANDBOX_AGENT_PINS", ""))
@@ -258,7 +282,8 @@ def plan_build(
         version=__version__,
         machine=platform.machine(),
         pins=pins,
-        cache_repo=env.get("AGENT_SANDBOX_CACHE_REPO") or dp.DEFAULT_CACHE_REPO,
+        cache_repo=cache_repo,
+        tree=read_tree(image_tree(image)),
     )
 
 
@@ -268,8 +293,8 @@ def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent if Path(parent).is_dir() else None))
 
 
-def build_base(plan: dp.Plan, engine: Engine, report: Reporter) -> None:
-    require_tool("mmdebstrap", "apt-get install mmdebstrap, or run scripts/setup-host.sh")
+def build_base(plan: dp.Plan, engine: LayerBuilder, report: Reporter) -> None:
+    process.require("mmdebstrap", "apt-get install mmdebstrap, or run scripts/setup-host.sh")
     work = scratch_dir("agent-sandbox-base.")
     try:
         script = work / "setup.sh"
@@ -285,7 +310,7 @@ def build_base(plan: dp.Plan, engine: Engine, report: Reporter) -> None:
             script_path=script,
             output=tarball,
         )
-        run_streaming(argv, on_line=report.line)
+        process.stream(argv, on_line=report.line)
         report.line(f"importing {human_size(tarball.stat().st_size)} rootfs")
         changes = [
             f"ENV PATH={dp.PATH}",
@@ -297,7 +322,7 @@ def build_base(plan: dp.Plan, engine: Engine, report: Reporter) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def build_agents(plan: dp.Plan, engine: Engine, report: Reporter, build_ca: Path | None) -> dict[str, str]:
+def build_agents(plan: dp.Plan, engine: LayerBuilder, report: Reporter, build_ca: Path | None) -> dict[str, str]:
     """Install the agent CLIs in a container of layer 1; the host CA bundle is visible to this step only."""
     script = plan.agents_script
     mounts: list[str] = []
@@ -344,7 +369,7 @@ def agents_labels(plan: dp.Plan, versions: Mapping[str, str]) -> dict[str, str]:
     return {dp.LABEL_AGENT_VERSIONS: dp.format_versions(versions), dp.LABEL_CACHE_KEY: plan.keys["agents"]}
 
 
-def check_ca_untouched(engine: Engine, base: str, agents: str) -> None:
+def check_ca_untouched(engine: LayerBuilder, base: str, agents: str) -> None:
     """The image's CA bundle is Debian's own: layer 2 must not have changed it (the host's was only mounted)."""
     argv = ["sha256sum", dp.BUILD_CA_PATH]
     before, after = engine.run_once(base, argv).split()[0], engine.run_once(agents, argv).split()[0]
@@ -354,30 +379,33 @@ def check_ca_untouched(engine: Engine, base: str, agents: str) -> None:
 
 def final_labels(plan: dp.Plan, versions: Mapping[str, str]) -> dict[str, str]:
     labels = dict(plan.labels)
-    labels[dp.LABEL_AGENT_VERSIONS] = dp.format_versions(versions)
-    labels[dp.LABEL_CACHE_KEY] = plan.keys["policies"]
+    if "agents" in plan.phases:
+        labels[dp.LABEL_AGENT_VERSIONS] = dp.format_versions(versions)
+    labels[dp.LABEL_CACHE_KEY] = plan.keys[plan.phases[-1]]
     labels[dp.LABEL_CREATED] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return labels
 
 
-def build_policies(plan: dp.Plan, engine: Engine, report: Reporter, versions: Mapping[str, str]) -> None:
-    work = scratch_dir("agent-sandbox-policies.")
+def build_tree(plan: dp.Plan, engine: LayerBuilder, report: Reporter, versions: Mapping[str, str]) -> None:
+    """The last layer: plan.files (the tiers' files, the image's own tree), labels and config."""
+    phase = plan.phases[-1]
+    work = scratch_dir(f"agent-sandbox-{phase}.")
     try:
-        for rel, text in plan.policy_files.items():
-            target = work / "etc" / "agent-sandbox" / rel
+        root = work / "rootfs"
+        for path, file in plan.files.items():
+            target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.parent.chmod(0o755)
-            target.write_text(text, encoding="utf-8")
-            target.chmod(0o644)
-        (work / "etc").chmod(0o755)
-        (work / "etc" / "agent-sandbox").chmod(0o755)
+            target.write_text(file.text, encoding="utf-8")
+            target.chmod(file.mode)
+        for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
         engine.add_tree(
-            plan.cache_ref("agents"),
-            plan.cache_ref("policies"),
+            plan.cache_ref(plan.phases[-2]),
+            plan.cache_ref(phase),
             context=work,
             labels=final_labels(plan, versions),
             config=plan.config,
-            container=build_container_name(plan, "policies"),
+            container=build_container_name(plan, phase),
             on_line=report.line,
         )
     finally:
@@ -385,28 +413,6 @@ def build_policies(plan: dp.Plan, engine: Engine, report: Reporter, versions: Ma
 
 
 # ------------------------------------------------------------------ the build
-class Terminated(BaseException):
-    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way stops
-    the unwinding; build_debian turns it into CommandFailed once everything is cleaned up."""
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so working containers and temp dirs are removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise Terminated(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def build_debian(
     image_name: str,
     *,
@@ -450,21 +456,22 @@ def _build(
         name = dry_run_engine(engine)
         report.info(dp.render_plan(plan, engine=name, build_ca=str(build_ca) if build_ca else None))
         return result_of(plan, name, {}, {}, {}, started, dry_run=True)
-    eng = resolve_engine(engine)
-    check_engine_ready(eng)
-    hits, versions = run_phases(plan, eng, report, build_ca)
-    eng.tag(plan.cache_ref("policies"), plan.image)
-    sizes = {phase: eng.size(plan.cache_ref(phase)) for phase in dp.PHASES}
-    sizes["image"] = sizes["policies"]
+    builder = resolve_builder(engine)
+    hits, versions = run_phases(plan, builder, report, build_ca)
+    eng = builder.engine
+    eng.tag(plan.cache_ref(plan.phases[-1]), plan.image)
+    sizes = {phase: eng.image_size(plan.cache_ref(phase)) for phase in plan.phases}
+    sizes["image"] = sizes[plan.phases[-1]]
     return result_of(plan, eng.name, hits, versions, sizes, started)
 
 
 def run_phases(
-    plan: dp.Plan, eng: Engine, report: Reporter, build_ca: Path | None
+    plan: dp.Plan, builder: LayerBuilder, report: Reporter, build_ca: Path | None
 ) -> tuple[dict[str, bool], dict[str, str]]:
+    eng = builder.engine
     hits: dict[str, bool] = {}
     versions: dict[str, str] = {}
-    for phase in dp.PHASES:
+    for phase in plan.phases:
         ref = plan.cache_ref(phase)
         phase_start = time.monotonic()
         if eng.image_id(ref):
@@ -474,36 +481,37 @@ def run_phases(
         hits[phase] = False
         report.start(phase, PHASE_TITLES[phase])
         if phase == "base":
-            build_base(plan, eng, report)
+            build_base(plan, builder, report)
         elif phase == "agents":
-            versions = build_agents(plan, eng, report, build_ca)
+            versions = build_agents(plan, builder, report, build_ca)
         else:
-            if not versions:
+            if not versions and "agents" in plan.phases:
                 versions = recorded_versions(eng, plan.cache_ref("agents"))
-            build_policies(plan, eng, report, versions)
-        size = human_size(eng.size(ref))
+            build_tree(plan, builder, report, versions)
+        size = human_size(eng.image_size(ref))
         report.done(phase, f"built {ref} in {time.monotonic() - phase_start:.1f} s ({size})")
-    if not versions:
-        versions = recorded_versions(eng, plan.cache_ref("policies"))
+    if not versions and "agents" in plan.phases:
+        versions = recorded_versions(eng, plan.cache_ref(plan.phases[-1]))
     return hits, versions
 
 
 PHASE_TITLES = {
     "base": "mmdebstrap rootfs + import",
     "agents": "agent CLIs from npm/PyPI",
-    "policies": "tier policies, labels, config",
+    "policies": "tier policies, image files, labels, config",
+    "files": "image files, labels, config",
 }
 
 
 def recorded_versions(eng: Engine, ref: str) -> dict[str, str]:
-    text = eng.labels(ref).get(dp.LABEL_AGENT_VERSIONS, "")
+    text = eng.image_labels(ref).get(dp.LABEL_AGENT_VERSIONS, "")
     return dict(item.partition("=")[::2] for item in text.split(",") if "=" in item)
 
 
 def dry_run_engine(requested: str | None) -> str:
     """The engine a build would use; a dry run still prints its plan on a host without one."""
     try:
-        return resolve_engine(requested).name
+        return installed_engine(requested).name
     except EnvironmentProblem as exc:
         return f"none ({exc})"
 

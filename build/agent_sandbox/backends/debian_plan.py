@@ -1,10 +1,14 @@
 """The Debian backend's plan, computed without running anything (pure, unit-tested).
 
-An image is three cached layers, each keyed by a content hash of exactly its inputs:
+A devcontainer image is three cached layers, each keyed by a content hash of exactly its inputs:
 
 1. ``base``     mmdebstrap rootfs: the image's Debian packages, the user, /workspace, /tmp 1777, the CA layout.
 2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old).
-3. ``policies`` /etc/agent-sandbox/<tier>/ for every shipped tier, labels and the image config.
+3. ``policies`` /etc/agent-sandbox/<tier>/ for every shipped tier, the image's own files (images/<image>/rootfs),
+                labels and the image config.
+
+A service image (the egress proxy: image.toml `role = "egress-proxy"`) is two: ``base`` (its packages) and
+``files`` (images/<image>/rootfs, labels, config).
 
 A key covers its parent's key, so a change in a lower layer rebuilds everything above it, and a change to
 the policies alone rebuilds only layer 3. Keys never cover anything that varies between identical builds
@@ -37,9 +41,11 @@ from ..labels import (
     LABEL_TIER as LABEL_TIER,
     LABEL_TIERS as LABEL_TIERS,
 )
+from ..labels import POLICIES_DIR, service_labels
 from ..labels import image_labels as build_independent_labels
 
 PHASES = ("base", "agents", "policies")
+SERVICE_PHASES = ("base", "files")
 DEFAULT_CACHE_REPO = "localhost/agent-sandbox-cache"
 KEY_LENGTH = 24
 
@@ -112,6 +118,14 @@ class User:
 
 
 @attrs.frozen
+class TreeFile:
+    """A file the last layer adds: its text and mode."""
+
+    text: str
+    mode: int = 0o644
+
+
+@attrs.frozen
 class Plan:
     """Everything a build does, decided before anything runs."""
 
@@ -125,11 +139,12 @@ class Plan:
     skipped: tuple[Skipped, ...]
     base_script: str
     agents_script: str
-    policy_files: Mapping[str, str]  # path under /etc/agent-sandbox/ -> text
+    files: Mapping[str, TreeFile]  # absolute path in the image -> file (the last layer)
     labels: Mapping[str, str]  # without created and agent versions (known only after layer 2)
     config: Mapping[str, Any]  # User, WorkingDir, Env, Cmd
     keys: Mapping[str, str]  # phase -> key
     cache_repo: str = DEFAULT_CACHE_REPO
+    phases: tuple[str, ...] = PHASES
 
     def cache_ref(self, phase: str) -> str:
         return f"{self.cache_repo}:{phase}-{self.keys[phase]}"
@@ -290,15 +305,17 @@ def format_versions(versions: Mapping[str, str]) -> str:
 
 
 def containerfile(parent: str, config: Mapping[str, Any]) -> str:
-    """Layer 3 as a Containerfile (docker engine; podman uses buildah copy/config to the same effect): the
-    tree under etc/ and the image config. Labels go as `build --label` flags (literal values)."""
+    """The last layer as a Containerfile (docker engine; podman uses buildah copy/config to the same effect): the
+    tree under rootfs/ and the image config. Labels go as `build --label` flags (literal values)."""
     env = " ".join(f"{name}={json.dumps(value)}" for name, value in config["Env"].items())
+    entrypoint = f"ENTRYPOINT {json.dumps(config['Entrypoint'])}\n" if "Entrypoint" in config else ""
     return (
         f"FROM {parent}\n"
-        "COPY etc/ /etc/\n"
+        "COPY rootfs/ /\n"
         f"ENV {env}\n"
         f"WORKDIR {config['WorkingDir']}\n"
         f"USER {config['User']}\n"
+        f"{entrypoint}"
         f"CMD {json.dumps(config['Cmd'])}\n"
     )
 
@@ -349,9 +366,13 @@ def image_labels(
     return labels
 
 
-def policy_files(tier_files: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """{tier: {file: text}} -> {"<tier>/<file>": text}, sorted: the tree under /etc/agent-sandbox/."""
-    return {f"{tier}/{name}": text for tier in sorted(tier_files) for name, text in sorted(tier_files[tier].items())}
+def policy_files(tier_files: Mapping[str, Mapping[str, str]]) -> dict[str, TreeFile]:
+    """{tier: {file: text}} -> {"/etc/agent-sandbox/<tier>/<file>": file}, sorted."""
+    return {
+        f"{POLICIES_DIR}/{tier}/{name}": TreeFile(text)
+        for tier in sorted(tier_files)
+        for name, text in sorted(tier_files[tier].items())
+    }
 
 
 # ------------------------------------------------------------------ keys
@@ -388,12 +409,15 @@ def agents_key(parent: str, agents: Sequence[AgentInstall], script: str) -> str:
     )
 
 
-def policies_key(parent: str, files: Mapping[str, str], labels: Mapping[str, str], config: Mapping[str, Any]) -> str:
+def policies_key(
+    parent: str, files: Mapping[str, TreeFile], labels: Mapping[str, str], config: Mapping[str, Any],
+    phase: str = "policies",
+) -> str:
     return content_key(
         {
-            "phase": "policies",
+            "phase": phase,
             "parent": parent,
-            "files": dict(files),
+            "files": {path: [f.text, f.mode] for path, f in sorted(files.items())},
             "labels": {k: v for k, v in labels.items() if k != LABEL_CREATED},
             "containerfile": containerfile("PARENT", config),
         }
@@ -415,7 +439,9 @@ def make_plan(
     machine: str = "x86_64",
     pins: Mapping[str, str] | None = None,
     cache_repo: str = DEFAULT_CACHE_REPO,
+    tree: Mapping[str, TreeFile] | None = None,
 ) -> Plan:
+    """`tree`: the image's own files (images/<image>/rootfs), added in the last layer with the tiers' files."""
     user = User(user_name, image.uid, image.gid)
     arch = debian_arch(machine)
     packages = debian_packages(image, catalog)
@@ -423,7 +449,7 @@ def make_plan(
     skipped = skipped_tools(image, catalog) + skipped_agents
     b_script = base_script(user)
     a_script = agents_script(installs, machine)
-    files = policy_files(tier_files)
+    files = {**policy_files(tier_files), **(tree or {})}
     labels = image_labels(
         image,
         catalog,
@@ -450,11 +476,74 @@ def make_plan(
         skipped=skipped,
         base_script=b_script,
         agents_script=a_script,
-        policy_files=files,
+        files=files,
         labels=labels,
         config=config,
         keys={"base": k1, "agents": k2, "policies": k3},
         cache_repo=cache_repo,
+    )
+
+
+def service_base_script(image: Image) -> str:
+    """Runs as root inside a service image's fresh rootfs: its packages made their own users; nothing of the build
+    host stays."""
+    return f"""\
+set -eu
+chmod 1777 /tmp /var/tmp
+: > /etc/resolv.conf
+echo {image.name} > /etc/hostname
+rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* /var/tmp/*
+"""
+
+
+def service_config(image: Image) -> dict[str, Any]:
+    """A service image runs its entrypoint as its user (image.toml `user`, `uid`, `gid`, `entrypoint`)."""
+    return {
+        "User": f"{image.uid}:{image.gid}",
+        "WorkingDir": "/",
+        "Env": {"PATH": PATH},
+        "Entrypoint": list(image.entrypoint),
+        "Cmd": [],
+    }
+
+
+def make_service_plan(
+    image: Image,
+    catalog: Catalog,
+    *,
+    revision: str,
+    version: str,
+    tree: Mapping[str, TreeFile],
+    machine: str = "x86_64",
+    cache_repo: str = DEFAULT_CACHE_REPO,
+) -> Plan:
+    """A service image (the egress proxy): its packages (layer `base`), its files, labels and config (`files`)."""
+    user = User(image.user, image.uid, image.gid)
+    arch = debian_arch(machine)
+    packages = debian_packages(image, catalog)
+    script = service_base_script(image)
+    labels = service_labels(image, backend="debian", revision=revision, version=version)
+    labels[LABEL_BASE_NAME] = f"debian:{image.debian_suite}"
+    config = service_config(image)
+    k1 = base_key(image.debian_suite, arch, packages, user, script)
+    k2 = policies_key(k1, tree, labels, config, phase="files")
+    return Plan(
+        image=image.local_reference,
+        suite=image.debian_suite,
+        arch=arch,
+        packages=packages,
+        user=user,
+        tier="",
+        agents=(),
+        skipped=skipped_tools(image, catalog),
+        base_script=script,
+        agents_script="",
+        files=dict(tree),
+        labels=labels,
+        config=config,
+        keys={"base": k1, "files": k2},
+        cache_repo=cache_repo,
+        phases=SERVICE_PHASES,
     )
 
 
@@ -467,20 +556,25 @@ def render_plan(plan: Plan, *, engine: str, build_ca: str | None) -> str:
         f"1. base      {plan.cache_ref('base')}",
         f"   mmdebstrap --variant={MMDEBSTRAP_VARIANT} {plan.suite}: {len(plan.packages)} packages",
         "   " + " ".join(plan.packages),
-        f"2. agents    {plan.cache_ref('agents')}",
     ]
-    for a in plan.agents:
-        out.append(f"   {a.registry:5} {a.requirement}")
-    if not plan.agents:
-        out.append("   (none)")
-    out.append(f"   build-time CA bundle: {build_ca or 'none'} (mounted read-only for this step only)")
-    out.append(f"3. policies  {plan.cache_ref('policies')}")
-    tiers = sorted({path.split("/")[0] for path in plan.policy_files})
-    out.append(f"   /etc/agent-sandbox/{{{','.join(tiers)}}}/: {len(plan.policy_files)} files")
+    if "agents" in plan.phases:
+        out.append(f"2. agents    {plan.cache_ref('agents')}")
+        for a in plan.agents:
+            out.append(f"   {a.registry:5} {a.requirement}")
+        if not plan.agents:
+            out.append("   (none)")
+        out.append(f"   build-time CA bundle: {build_ca or 'none'} (mounted read-only for this step only)")
+    last = plan.phases[-1]
+    out.append(f"{len(plan.phases)}. {last:<9} {plan.cache_ref(last)}")
+    tiers = sorted({path.split("/")[3] for path in plan.files if path.startswith(POLICIES_DIR + "/")})
+    if tiers:
+        out.append(f"   {POLICIES_DIR}/{{{','.join(tiers)}}}/: {sum(1 for p in plan.files if p.startswith(POLICIES_DIR))} files")
+    out += [f"   {path} ({f.mode:o})" for path, f in plan.files.items() if not path.startswith(POLICIES_DIR)]
     for name, value in plan.labels.items():
         shown = value if len(value) <= 70 else value[:67] + "..."
         out.append(f"   label {name}={shown}")
-    out.append(f"   config User={plan.config['User']} WorkingDir={plan.config['WorkingDir']} Cmd={plan.config['Cmd']}")
+    out.append(f"   config User={plan.config['User']} WorkingDir={plan.config['WorkingDir']} "
+               f"Entrypoint={plan.config.get('Entrypoint', [])} Cmd={plan.config['Cmd']}")
     out.append(f"=> tag {plan.image}")
     if plan.skipped:
         out.append("")

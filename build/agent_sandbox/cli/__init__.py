@@ -7,9 +7,11 @@ import sys
 import click
 
 from ..errors import SandboxError
+from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .build import build as build_command
 from .policy import policy as policy_group
+from .run import rm as rm_command, run as run_command
 from .verify import verify as verify_command
 
 
@@ -22,6 +24,8 @@ def cli() -> None:
 cli.add_command(policy_group)
 cli.add_command(build_command)
 cli.add_command(verify_command)
+cli.add_command(run_command)
+cli.add_command(rm_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxError as exc:
         click.echo(f"agent-sandbox: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("agent-sandbox: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("agent-sandbox: interrupted", err=True)
         return 130
+    except Terminated:
+        click.echo("agent-sandbox: terminated (SIGTERM); what it started is removed", err=True)
+        return 143
     except click.ClickException as exc:
         click.echo(f"agent-sandbox: {exc.format_message()}", err=True)
         return 2

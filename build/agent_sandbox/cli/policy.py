@@ -13,11 +13,13 @@ from ..compilers.devcontainer import devcontainer_json
 from ..compilers.explain import explain as explain_profile, render_explanation
 from ..compilers.leash import compile_leash
 from ..compilers.runargs import run_args
+from ..compilers.squid import render_squid
 from ..errors import InputError
 from ..fsutil import atomic_write
+from ..model import NetworkMode
 from ..paths import project_root
 
-TARGETS = ("leash", "run-args", "devcontainer")
+TARGETS = ("leash", "run-args", "devcontainer", "squid")
 
 
 @click.group()
@@ -30,12 +32,16 @@ def policy() -> None:
 @click.option("--target", type=click.Choice(TARGETS), required=True, help="Which layer to compile for.")
 @click.option("--image", default=None, help="Image reference for --target devcontainer.")
 @click.option("--workspace", default=None, help="Host directory mounted at /workspace (run-args).")
+@click.option("--sandbox", default="sandbox", help="Sandbox name written into the proxy's log lines (squid).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
-def compile(profile: str, target: str, image: str | None, workspace: str | None, output: Path | None) -> None:
+def compile(profile: str, target: str, image: str | None, workspace: str | None, sandbox: str,
+            output: Path | None) -> None:
     """Compile PROFILE (tier name or YAML file) for one enforcement layer."""
     prof = profiles.load_profile(profile)
     if target == "leash":
         text = compile_leash(prof)
+    elif target == "squid":
+        text = render_squid(prof, sandbox=sandbox)
     elif target == "run-args":
         text = json.dumps(run_args(prof, workspace=workspace, host_env=dict(os.environ)), indent=2) + "\n"
     else:
@@ -64,6 +70,8 @@ def check(file: Path) -> None:
     compile_leash(prof)
     run_args(prof)
     devcontainer_json(prof, "check")
+    if prof.network.mode is NetworkMode.PROXIED:
+        render_squid(prof, sandbox="check")
     click.echo(f"{file}: ok ({' -> '.join(prof.lineage)}; network {prof.network.mode.value}, workspace {prof.workspace_mode})")
 
 

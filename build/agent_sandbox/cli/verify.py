@@ -13,7 +13,8 @@ import attrs
 import click
 from plumbum import local
 
-from .. import conformance, profiles, runtime
+from .. import conformance, profiles
+from ..engine import ENGINES, detect_engine
 from ..errors import (
     ChecksFailed,
     CommandFailed,
@@ -191,7 +192,7 @@ def outcome_error(code: int, outcomes: list[Outcome], tiers: tuple[str, ...], ke
 @click.argument("image")
 @click.option("--tier", "tiers", multiple=True, metavar="TIER",
               help="Tier to verify (repeatable; default: all shipped tiers).")
-@click.option("--engine", type=click.Choice(runtime.ENGINES), default=None,
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
               help="Container engine (default: podman, else docker if its daemon answers).")
 @click.option("-k", "keyword", default=None, metavar="EXPR", help="Only tests matching this pytest -k expression.")
 @click.option("--image-description", default=None, metavar="NAME",
@@ -206,8 +207,9 @@ def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str 
     tiers = tiers or tuple(profiles.tier_names())
     for tier in tiers:
         profiles.load_profile(tier)  # an unknown tier fails here, with exit status 2
-    engine = runtime.detect_engine(engine)
-    if not runtime.image_exists(engine, image):
+    eng = detect_engine(engine)
+    engine = eng.name
+    if not eng.image_exists(image):
         raise EnvironmentProblem(f"image {image} is not in {engine}'s storage: build or load it first")
     suite = suite_dir()
     uid = gid = 1000

@@ -6,6 +6,7 @@ compiler renders the same spec into devcontainer.json fields, so both always agr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import attrs
@@ -14,8 +15,15 @@ from .. import egress
 from ..labels import LABEL_TIER as TIER_LABEL
 from ..model import WORKSPACE, Mount, NetworkMode, Profile
 
-# API keys the agents read. Passed through by name (`-e NAME`, `${localEnv:NAME}`), never by value.
-API_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "CURSOR_API_KEY")
+
+
+@functools.cache
+def api_key_vars() -> tuple[str, ...]:
+    """The API keys the agents read (images/catalog.toml `keys`): passed through by name (`-e NAME`,
+    `${localEnv:NAME}`), never by value."""
+    from ..images import api_key_vars as catalog_keys, load_catalog
+
+    return catalog_keys(load_catalog())
 
 
 @attrs.frozen
@@ -33,7 +41,9 @@ def _tmpfs_flag(path: str) -> str:
     return f"--tmpfs={path}:rw,nosuid,nodev,mode=1777"
 
 
-def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> RunSpec:
+def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000, network: str | None = None) -> RunSpec:
+    """`network`: the internal network a proxied tier joins (default: egress.EGRESS_NETWORK, the name the
+    devcontainer files use; `agent-sandbox run` gives every sandbox its own)."""
     box = profile.container
     flags: list[str] = [f"--user={uid}:{gid}"]
     flags += [f"--cap-drop={cap}" for cap in box.cap_drop]
@@ -58,13 +68,16 @@ def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> RunSpec:
     if mode is NetworkMode.NONE:
         flags.append("--network=none")
     elif mode is NetworkMode.PROXIED:
-        flags.append(f"--network={egress.EGRESS_NETWORK}")
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        flags.append(f"--network={network or egress.EGRESS_NETWORK}")
+        # No name resolution inside (the proxy resolves: DNS cannot carry data out), no IPv6 at all.
+        flags.append(f"--dns={egress.NO_RESOLVER}")
+        flags.append("--sysctl=net.ipv6.conf.all.disable_ipv6=1")
+        for name in egress.PROXY_VARS:
             env.append((name, egress.PROXY_URL))
         env += [("NO_PROXY", egress.NO_PROXY), ("no_proxy", egress.NO_PROXY)]
     flags.append(f"--label={TIER_LABEL}={profile.name}")
     env += list(box.env)
-    passthrough = () if mode is NetworkMode.NONE else API_KEY_VARS
+    passthrough = () if mode is NetworkMode.NONE else api_key_vars()
     return RunSpec(tuple(flags), tuple(env), passthrough, box.mounts, profile.workspace_mode)
 
 
@@ -83,9 +96,10 @@ def run_args(
     host_env: Mapping[str, str] | None = None,
     uid: int = 1000,
     gid: int = 1000,
+    network: str | None = None,
 ) -> list[str]:
     """The docker/podman `run` flags for a tier. `workspace` is the host directory mounted at /workspace."""
-    spec = run_spec(profile, uid=uid, gid=gid)
+    spec = run_spec(profile, uid=uid, gid=gid, network=network)
     host_env = host_env or {}
     args = list(spec.flags)
     args += [f"--env={name}={value}" for name, value in spec.env]

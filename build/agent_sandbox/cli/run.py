@@ -1,0 +1,200 @@
+"""`agent-sandbox run [OPTIONS] AGENT [-- ARGS...]`: an agent at work inside a tier.
+
+Starts the sandbox (runtime.start_sandbox: for a proxied tier its own network and egress proxy), prints one short
+banner, runs the agent attached to this terminal (its own UI with a TTY, batch without one) and exits with the
+agent's status. Everything it started is removed when the agent exits, on Ctrl-C and on SIGTERM (--keep leaves it
+for inspection); the proxy's log stays in the sandbox's state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import click
+
+from .. import egress, images, profiles, runtime
+from ..agents import SHELL, AgentLaunch, launch_for
+from ..engine import ENGINES, Engine, detect_engine
+from ..errors import EnvironmentProblem, InputError, Location
+from ..labels import LABEL_AGENTS, LABEL_TIER
+from ..model import NetworkMode, Profile
+from ..process import run as run_command
+from ..sandbox import SANDBOX_LABEL, check_name, new_name
+from ..signals import sigterm_unwinds
+
+DEFAULT_IMAGE = "localhost/agent-sandbox-devcontainer:latest"
+
+
+def git_toplevel(directory: Path) -> Path:
+    """The git repository `directory` is in (its top level): the default workspace."""
+    result = run_command(["git", "-C", str(directory), "rev-parse", "--show-toplevel"], check=False)
+    if not result.ok:
+        raise InputError(f"{directory} is not in a git repository: pass --workspace DIR", Location("--workspace"))
+    return Path(result.out.strip())
+
+
+def resolve_workspace(given: Path | None) -> Path:
+    if given is None:
+        return git_toplevel(Path.cwd())
+    path = given.expanduser().absolute()
+    if not path.is_dir():
+        raise InputError(f"{given}: no such directory", Location("--workspace"))
+    return path
+
+
+def image_agents(engine: Engine, image: str) -> tuple[str, ...]:
+    """The agents an image holds, from its label (written by both backends)."""
+    value = engine.image_labels(image).get(LABEL_AGENTS, "")
+    return tuple(a for a in value.split(",") if a)
+
+
+def check_agent(agent: str, held: Sequence[str], image: str) -> None:
+    if agent == SHELL:
+        return
+    catalog = images.load_catalog()
+    if agent not in catalog.agents:
+        raise InputError(f"unknown agent {agent!r}; known: {', '.join([*catalog.agents, SHELL])}", Location("AGENT"))
+    if agent not in held:
+        raise InputError(f"{agent} is not in image {image} (it holds: {', '.join(held) or 'no agent'}); "
+                         f"pick one of those, or build an image with it", Location("AGENT"))
+
+
+def keys_to_pass(agent: str, profile: Profile, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The API-key variables forwarded (by name) to the agent: its own that are set; for `shell`, all that are set.
+    None for a tier without network (nothing could use them)."""
+    if profile.network.mode is NetworkMode.NONE:
+        return ()
+    catalog = images.load_catalog()
+    wanted = images.api_key_vars(catalog) if agent == SHELL else catalog.agents[agent].keys
+    return tuple(k for k in wanted if env.get(k))
+
+
+def banner(box: runtime.Sandbox, agent: str, keys: Sequence[str], launch: AgentLaunch) -> str:
+    """What the user must know before the agent starts: tier, workspace, which layers hold on this host."""
+    profile = box.profile
+    box_flags = profile.container
+    hardening = []
+    hardening.append("no capabilities" if "ALL" in box_flags.cap_drop else "default capabilities")
+    if box_flags.no_new_privileges:
+        hardening.append("no-new-privileges")
+    if profile.filesystem.readonly:
+        hardening.append("read-only root")
+    limits = [f"{name} {value}" for name, value in (("memory", box_flags.memory), ("cpus", box_flags.cpus),
+                                                    ("pids", box_flags.pids)) if value is not None]
+    mode = profile.network.mode
+    if mode is NetworkMode.PROXIED:
+        egress = (f"on — Squid allows {len(profile.network.allow)} host:port rules, nothing else; "
+                  f"log {box.plan.log_file}")
+    elif mode is NetworkMode.NONE:
+        egress = "no network at all (loopback only)"
+    else:
+        egress = "OFF — open network, no egress filtering (tier allows any host)"
+    lines = [
+        f"agent-sandbox: {agent} in a {profile.name} sandbox ({box.name}, {box.engine.name})",
+        f"  workspace  {box.workspace} -> /workspace ({profile.workspace_mode})",
+        f"  container  on — {', '.join(hardening + limits)}",
+        f"  egress     {egress}",
+        "  Leash      not running — file, exec and per-host rules beyond the proxy are not enforced; "
+        f"see `agent-sandbox policy explain {profile.name}`",
+        f"  API keys   {', '.join(keys) + ' (passed by name)' if keys else 'none passed'}",
+    ]
+    lines += [f"  note       {note}" for note in launch.notes]
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("agent")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--tier", default=None, help="Tier or profile file (default: the tier the image was built for).")
+@click.option("--workspace", type=click.Path(path_type=Path), default=None,
+              help="Host directory mounted at /workspace (default: the current git repository).")
+@click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
+@click.option("--name", default=None, help="Sandbox name (default: agent-sandbox-<random>).")
+@click.option("--keep", is_flag=True, help="Leave the sandbox (containers, network) for inspection.")
+@click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
+              help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).")
+@click.option("-e", "--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Set a variable for the agent (not for secrets: API keys are forwarded by name).")
+@click.option("--outbound-network", default=egress.OUTBOUND_NETWORK, show_default=True,
+              help="The routed network the egress proxy joins (proxied tiers).")
+def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | None, engine: str | None,
+        image: str, name: str | None, keep: bool, ca_bundle: Path | None, env_pairs: tuple[str, ...],
+        outbound_network: str) -> None:
+    """Run AGENT (an agent the image holds, or `shell`) in a sandbox; arguments after `--` go to the agent.
+
+    \b
+    agent-sandbox run claude                          # Claude Code's own UI, strict tier, this repository
+    agent-sandbox run claude -- -p "fix the tests"     # batch: prints the answer, exits with claude's status
+    agent-sandbox run --tier paranoid shell            # a shell in the paranoid tier
+    """
+    if args[:1] == ("--",):  # `run AGENT -- ARGS`: the separator is ours, not the agent's
+        args = args[1:]
+    code = run_agent(agent, args, tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
+                     ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network)
+    raise click.exceptions.Exit(code)
+
+
+def parse_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`-e NAME=VALUE` options; an API key's name is refused here (keys go by name only, never on a command
+    line where `ps` shows them)."""
+    keys = set(images.api_key_vars(images.load_catalog()))
+    out = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InputError(f"{pair!r}: write NAME=VALUE", Location("--env"))
+        if name in keys:
+            raise InputError(f"{name} is an API key: export it and run again (it is forwarded by name, never "
+                             "taken from a command line)", Location("--env"))
+        out.append((name, value))
+    return tuple(out)
+
+
+def run_agent(agent: str, args: Sequence[str], *, tier: str | None, workspace: Path | None, engine: str | None,
+              image: str, name: str | None, keep: bool, ca_bundle: Path | None,
+              agent_env: Sequence[tuple[str, str]] = (), outbound_network: str = egress.OUTBOUND_NETWORK,
+              env: Mapping[str, str] | None = None, tty: bool | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    if name is not None:
+        check_name(name)
+    ws = resolve_workspace(workspace)
+    eng = detect_engine(engine)
+    if not eng.image_exists(image):
+        raise EnvironmentProblem(f"image {image} is not in {eng.name}'s storage: build it (`make image`, "
+                                 "`agent-sandbox build`) or pass --image")
+    check_agent(agent, image_agents(eng, image), image)
+    profile = profiles.load_profile(tier or eng.image_labels(image).get(LABEL_TIER) or "strict")
+    launch = launch_for(agent, args)
+    keys = keys_to_pass(agent, profile, env)
+    tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
+    with sigterm_unwinds():
+        box = runtime.start_sandbox(image, profile, engine=eng, workspace=ws, name=name or new_name(),
+                                    host_env=env, ca_bundle=ca_bundle, extra_env=(*launch.env, *agent_env),
+                                    outbound_network=outbound_network)
+        box.keep = keep
+        try:
+            click.echo(banner(box, agent, keys, launch), err=True)
+            argv = box.exec_argv(launch.command, tty=tty, env_names=keys, workdir="/workspace")
+            return runtime.attach(argv, runtime.engine_env({k: env[k] for k in keys}))
+        finally:
+            if keep:
+                click.echo(f"agent-sandbox: kept {box.name}: remove it with `agent-sandbox rm {box.name}`", err=True)
+            box.remove()
+
+
+@click.command()
+@click.argument("name")
+@click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
+def rm(name: str, engine: str | None) -> None:
+    """Remove sandbox NAME (kept with `run --keep`, or left by a crash): its containers and network. Its state
+    directory (the proxy's log) stays."""
+    check_name(name)
+    found = runtime.remove_leftovers(detect_engine(engine), name)
+    if not any(found.values()):
+        raise InputError(f"no sandbox named {name} (nothing labelled {SANDBOX_LABEL}={name})")
+    click.echo(f"removed {name}: " + "; ".join(f"{kind} {', '.join(items)}" for kind, items in found.items() if items))
