@@ -1,7 +1,8 @@
 # Makefile
 # On a fresh Debian 12 machine (as root):
-# make sandbox    set up the host, build the default image with the Debian backend, start a strict sandbox
-#                 and print what the conformance suite verified (the project's main job here)
+# make sandbox    set up the host, build the default image and the egress proxy with the Debian backend, then put a
+#                 strict sandbox to work (the project's main job here): with a terminal, the agent (or a shell when
+#                 no API key is set); without one, a demonstration of the egress proxy and its log
 # make test       set up the host, build the default image, run every test (unit, nix, conformance)
 # make setup      install and configure what the two above need (idempotent)
 # make images     build every image under images/ with Nix (needs nixpkgs reachable; see docs/nix.md)
@@ -18,8 +19,9 @@ IMAGES := $(sort $(patsubst images/%/image.toml,%,$(shell grep -L '^role *= *"eg
 PROXY_IMAGE := localhost/agent-sandbox-proxy:latest
 
 DEFAULT_IMAGE := localhost/agent-sandbox-devcontainer:latest
+INTERNET_IMAGE := localhost/agent-sandbox-test-internet:latest
 
-.PHONY: venv setup image docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+.PHONY: venv setup image test-images docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
 
 # The venv with agent-sandbox and its test dependencies (python3 >= 3.11 with venv support).
 venv:
@@ -32,18 +34,27 @@ setup:
 	$(MAKE) venv
 	command -v devcontainer >/dev/null || npm install -g --no-fund --no-audit @devcontainers/cli
 
+# The agent image and the egress proxy image (each a cache hit when nothing changed).
 image: setup
 	$(AGENT_SANDBOX) build --backend debian
+	$(AGENT_SANDBOX) build agent-sandbox-proxy --backend debian
 
-# The same image in docker's store (the conformance suite runs on both engines); loaded only when it changed.
-docker-image: image
-	@want=$$(podman image inspect --format '{{.Id}}' $(DEFAULT_IMAGE)); \
-	have=$$(docker image inspect --format '{{.Id}}' $(DEFAULT_IMAGE) 2>/dev/null | sed 's/^sha256://'); \
-	if [ "$$want" != "$$have" ]; then echo "loading $(DEFAULT_IMAGE) into docker"; \
-	  podman save --format docker-archive $(DEFAULT_IMAGE) | docker load; fi
+# The conformance suite's stand-in for the internet (tests/images/internet).
+test-images: image
+	$(AGENT_SANDBOX) build tests/images/internet --backend debian
 
+# The same images in docker's store (the conformance suite runs on both engines); loaded only when changed.
+docker-image: test-images
+	@for ref in $(DEFAULT_IMAGE) $(PROXY_IMAGE) $(INTERNET_IMAGE); do \
+	  want=$$(podman image inspect --format '{{.Id}}' $$ref); \
+	  have=$$(docker image inspect --format '{{.Id}}' $$ref 2>/dev/null | sed 's/^sha256://'); \
+	  if [ "$$want" != "$$have" ]; then echo "loading $$ref into docker"; \
+	    podman save --format docker-archive $$ref | docker load; fi; \
+	done
+
+# The host's CA bundle goes in for HTTPS: on machines whose HTTPS is intercepted (ours) it holds that CA too.
 sandbox: image
-	$(AGENT_SANDBOX) verify $(DEFAULT_IMAGE) --tier strict
+	$(AGENT_SANDBOX) demo --ca-bundle /etc/ssl/certs/ca-certificates.crt
 
 images: venv $(addprefix image-,$(IMAGES))
 

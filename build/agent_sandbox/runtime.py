@@ -193,9 +193,14 @@ def check_start(engine: Engine, request: Request) -> None:
     if not engine.image_exists(request.image):
         raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it first "
                                  "(`agent-sandbox build`)")
-    if engine.container_exists(request.name):
-        raise InputError(f"a container named {request.name} exists already: choose another --name, or remove it "
-                         f"({engine.name} rm -f {request.name})")
+    plan = Plan(request)
+    for container in filter(None, (plan.container, plan.proxy)):
+        if engine.container_exists(container):
+            raise InputError(f"a container named {container} exists already: choose another --name, or remove it "
+                             f"(agent-sandbox rm {request.name}, or {engine.name} rm -f {container})")
+    if plan.network is not None and engine.network_exists(plan.network):
+        raise InputError(f"a network named {plan.network} exists already: choose another --name, or remove it "
+                         f"(agent-sandbox rm {request.name}, or {engine.name} network rm {plan.network})")
     if request.proxied and not engine.image_exists(request.proxy_image):
         raise EnvironmentProblem(f"the egress proxy image {request.proxy_image} is not in {engine.name}'s storage: "
                                  f"build it (`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")

@@ -463,7 +463,8 @@ def test_list_labels_accept_commas_spaces_and_json():
         ("handmade", "limits: memory 2147483648 bytes, cpus 1.5, pids 256"),
         ("loose", "limits: memory unlimited, cpus unlimited, pids: engine default"),
         ("closed", "network: loopback only"),
-        ("handmade", "network: only agent-sandbox-egress (no route to other hosts until the proxy ships)"),
+        ("handmade", "network: only its own internal network: no route out but its egress proxy "
+                     "(agent-sandbox-proxy), no DNS, no IPv6"),
         ("loose", "network: reaches other hosts"),
     ],
 )

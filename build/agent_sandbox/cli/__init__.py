@@ -10,6 +10,7 @@ from ..errors import SandboxError
 from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .build import build as build_command
+from .demo import demo as demo_command
 from .policy import policy as policy_group
 from .run import rm as rm_command, run as run_command
 from .verify import verify as verify_command
@@ -26,12 +27,14 @@ cli.add_command(build_command)
 cli.add_command(verify_command)
 cli.add_command(run_command)
 cli.add_command(rm_command)
+cli.add_command(demo_command)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for a user error, exit 2 for bad input, no traceback."""
     try:
-        cli.main(args=argv, prog_name="agent-sandbox", standalone_mode=False)
+        # Without standalone mode click returns a command's `Exit(code)` rather than raising it.
+        code = cli.main(args=argv, prog_name="agent-sandbox", standalone_mode=False)
     except SandboxError as exc:
         click.echo(f"agent-sandbox: {exc}", err=True)
         return exc.exit_code
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

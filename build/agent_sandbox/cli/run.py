@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import attrs
 import click
 
 from .. import egress, images, profiles, runtime
@@ -83,7 +84,8 @@ def banner(box: runtime.Sandbox, agent: str, keys: Sequence[str], launch: AgentL
         hardening.append("no-new-privileges")
     if profile.filesystem.readonly:
         hardening.append("read-only root")
-    limits = [f"{name} {value}" for name, value in (("memory", box_flags.memory), ("cpus", box_flags.cpus),
+    limits = [f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+              for name, value in (("memory", box_flags.memory), ("cpus", box_flags.cpus),
                                                     ("pids", box_flags.pids)) if value is not None]
     mode = profile.network.mode
     if mode is NetworkMode.PROXIED:
@@ -134,9 +136,9 @@ def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | N
     """
     if args[:1] == ("--",):  # `run AGENT -- ARGS`: the separator is ours, not the agent's
         args = args[1:]
-    code = run_agent(agent, args, tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
-                     ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network)
-    raise click.exceptions.Exit(code)
+    options = RunOptions(tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
+                         ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network)
+    raise click.exceptions.Exit(run_agent(agent, args, options))
 
 
 def parse_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -155,10 +157,27 @@ def parse_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def run_agent(agent: str, args: Sequence[str], *, tier: str | None, workspace: Path | None, engine: str | None,
-              image: str, name: str | None, keep: bool, ca_bundle: Path | None,
-              agent_env: Sequence[tuple[str, str]] = (), outbound_network: str = egress.OUTBOUND_NETWORK,
-              env: Mapping[str, str] | None = None, tty: bool | None = None) -> int:
+@attrs.frozen
+class RunOptions:
+    """How to run an agent (the `run` command's options)."""
+
+    tier: str | None = None  # default: the tier the image was built for
+    workspace: Path | None = None  # default: the current git repository
+    engine: str | None = None
+    image: str = DEFAULT_IMAGE
+    name: str | None = None
+    keep: bool = False
+    ca_bundle: Path | None = None
+    agent_env: tuple[tuple[str, str], ...] = ()
+    outbound_network: str = egress.OUTBOUND_NETWORK
+
+
+def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapping[str, str] | None = None,
+              tty: bool | None = None) -> int:
+    """Start the sandbox, run the agent attached to this terminal, remove everything; the agent's exit status."""
+    tier, workspace, engine, image, name = options.tier, options.workspace, options.engine, options.image, options.name
+    keep, ca_bundle, agent_env, outbound_network = (options.keep, options.ca_bundle, options.agent_env,
+                                                    options.outbound_network)
     env = dict(os.environ if env is None else env)
     if name is not None:
         check_name(name)

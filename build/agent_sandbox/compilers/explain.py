@@ -1,7 +1,7 @@
 """Explain a profile per class: what is allowed and denied, which layer enforces it, and what no layer does (pure).
 
-The layers: the container runtime (run flags), the egress proxy (proxied tiers; not shipped yet), and Leash's two
-halves - its kernel hooks (eBPF LSM) and its TLS-MITM proxy for ports 80/443. Leash facts come from
+The layers: the container runtime (run flags), the egress proxy (proxied tiers: Squid, one per sandbox), and Leash's
+two halves - its kernel hooks (eBPF LSM) and its TLS-MITM proxy for ports 80/443. Leash facts come from
 compilers/leash.py, which cites the Leash source it follows.
 """
 
@@ -104,19 +104,25 @@ def _proxied(profile: Profile, denies: tuple[str, ...]) -> ClassExplanation:
     allowed = tuple(str(r) for r in profile.network.allow)
     return ClassExplanation(
         "network",
-        f"proxied allowlist ({len(allowed)} hosts)",
+        f"proxied allowlist ({len(allowed)} host:port rules)",
         allowed,
-        ("every other host", *denies),
+        ("every other host and port", *denies),
         (
             Enforcement(
                 CONTAINER,
-                f"joins the internal network {egress.EGRESS_NETWORK}: no route out but the egress proxy; "
-                f"HTTP(S)_PROXY={egress.PROXY_URL}",
+                "`agent-sandbox run` gives the sandbox its own internal network (no route out; on podman without "
+                "the engine's DNS server), no resolver (--dns 127.0.0.1) and no IPv6; its only neighbour is its own "
+                f"egress proxy, reached as {egress.PROXY_HOST}:{egress.PROXY_PORT} (HTTP(S)_PROXY, both cases). A "
+                "program that ignores the proxy variables has no route at all",
             ),
             Enforcement(
                 EGRESS,
-                "the allowlist, by host name and port. NOT SHIPPED YET: until it ships, proxied tiers run on the "
-                "internal network with no egress at all (fail closed) - nothing in the allowlist is reachable",
+                "Squid (one per sandbox): CONNECT and plain HTTP only to the listed host:port pairs (no port: 80 "
+                "and 443); *.domain matches whole labels only; IP literals only when listed; no destination that "
+                "resolves to a loopback, private, link-local (cloud metadata) or reserved address, checked again "
+                "when a tunnel is spliced; on 443 the TLS SNI must be the CONNECT host (peek and splice, no "
+                "interception) and TLS it must be; other listed ports (git over SSH on 22) are tunnelled as they "
+                "are. Every decision is a JSON line in the sandbox's state directory",
             ),
             Enforcement(
                 LEASH_KERNEL,
@@ -131,17 +137,13 @@ def _proxied(profile: Profile, denies: tuple[str, ...]) -> ClassExplanation:
             ),
         ),
         (
-            _suffix_gap(profile),
-            IPV6 + " Only the internal network stops it.",
-            (
-                "Leash resolves names once, at load: when a host moves, the kernel refuses its new address (fail "
-                "closed) and still allows the old one, whoever serves it now."
-            ),
-            (
-                "DNS: Leash's default-deny connect class also covers queries to the container's resolver unless its "
-                "IPv4 address is allowed, so names may not resolve under Leash (from Leash's source; not verified "
-                "at runtime)."
-            ),
+            "Inside an allowed TLS connection the proxy sees nothing: a request to another name on the same "
+            "server (HTTP Host header, domain fronting behind a CDN) or data sent to an allowed host is not "
+            "inspected. Allowed non-TLS ports are blind tunnels.",
+            "The devcontainer files name one fixed network; run them with `agent-sandbox run` or the compose files "
+            "of `policy compile --target devcontainer` for the per-sandbox network and proxy.",
+            _suffix_gap(profile) + " (Only under Leash; the egress proxy matches whole labels.)",
+            IPV6 + " The sandbox has no IPv6 at all.",
         ),
     )
 

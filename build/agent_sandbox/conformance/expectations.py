@@ -175,7 +175,8 @@ def describe(exp: Expectations) -> list[str]:
     )
     network = {
         NetworkMode.NONE: "loopback only",
-        NetworkMode.PROXIED: f"only {egress.EGRESS_NETWORK} (no route to other hosts until the proxy ships)",
+        NetworkMode.PROXIED: f"only its own internal network: no route out but its egress proxy "
+                             f"({egress.PROXY_HOST}), no DNS, no IPv6",
         NetworkMode.OPEN: "reaches other hosts",
     }[exp.network]
     return [
