@@ -30,6 +30,7 @@ let
     + (if sameAgents then "" else "-" + builtins.concatStringsSep "-" (util.sortedStrings (util.uniqueStrings chosenAgents)));
 
   toolNames = catalog.toolNamesOf (desc.package_sets or [ ]);
+  treePath = src + "/images/${image}/rootfs";
 in
 mkDevContainer {
   name = "${desc.registry}/${desc.name}";
@@ -43,4 +44,5 @@ mkDevContainer {
   title = desc.name;
   description = desc.description or "";
   source = desc.source or "";
+  tree = if builtins.pathExists treePath then treePath else null;
 }

@@ -5,6 +5,8 @@
 # - the Debian CA layout: /etc/ssl/certs/ca-certificates.crt (a root-owned file, not a store
 #   symlink) and `update-ca-certificates` for /usr/local/share/ca-certificates/;
 # - every compiled tier under /etc/agent-sandbox/<tier>/ (images/compiled/policies.json);
+# - the image's own files (images/<image>/rootfs: ssh through the egress proxy, agent defaults), as the
+#   Debian backend adds them;
 # - labels (names and build-independent values from the compiled policies' `labels`):
 #   devcontainer.metadata and the tier, every shipped tier, OCI labels, the agents it holds;
 # - no setuid sudo (see "Users" below).
@@ -25,6 +27,8 @@
 , description ? ""
 , source ? ""
 , labels ? { }
+  # A directory copied to / (root-owned, read-only for the agent): images/<image>/rootfs, or null.
+, tree ? null
 , extraConfig ? { }
 }:
 let
@@ -174,6 +178,19 @@ pkgs.dockerTools.buildLayeredImage {
     #############################################
     ${installPolicies}
     chmod -R a-w,a+rX ./etc/agent-sandbox
+
+    #############################################
+    # The image's own files (images/<image>/rootfs), as the Debian backend adds them
+    #############################################
+    ${if tree == null then "" else ''
+    cp -R --no-preserve=ownership ${tree}/. ./
+    chmod -R u+w,go-w,a+rX ./etc ./usr
+    ''}
+    # Nix's openssh reads /etc/ssh/ssh_config only: the drop-ins (ssh through the egress proxy) need the
+    # include Debian's file starts with.
+    if [ -d ./etc/ssh/ssh_config.d ] && [ ! -e ./etc/ssh/ssh_config ]; then
+      echo 'Include /etc/ssh/ssh_config.d/*.conf' > ./etc/ssh/ssh_config
+    fi
 
     #############################################
     # Nix and direnv (as in the owner's images)

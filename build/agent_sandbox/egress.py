@@ -16,7 +16,7 @@ OUTBOUND_NETWORK = "agent-sandbox-outbound"
 PROXY_HOST = "agent-sandbox-proxy"
 PROXY_PORT = 3128
 PROXY_URL = f"http://{PROXY_HOST}:{PROXY_PORT}"
-NO_PROXY = "localhost,127.0.0.1"
+NO_PROXY = f"localhost,127.0.0.1,{PROXY_HOST}"  # the key gateway is reached directly, not through the proxy
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 # The proxy image (images/agent-sandbox-proxy/image.toml), built by the Debian backend.

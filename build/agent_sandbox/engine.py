@@ -64,9 +64,10 @@ class Engine:
         check: bool = True,
         timeout: float = ENGINE_TIMEOUT,
         env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
     ) -> Result:
         """`<engine> args` to completion; with `check`, a failure is CommandFailed with the engine's message."""
-        return process.run(self.argv(*args), check=check, timeout=timeout, env=env, cwd=engine_cwd())
+        return process.run(self.argv(*args), check=check, timeout=timeout, env=env, cwd=engine_cwd(), stdin=stdin)
 
     def stream(self, args: Sequence[str], *, on_line: LineSink = ignore_line) -> str:
         return process.stream(self.argv(*args), on_line=on_line, cwd=engine_cwd())
@@ -100,6 +101,13 @@ class Engine:
 
     def image_size(self, ref: str) -> int:
         return int(self.inspect(ref, kind="image").get("Size") or 0)
+
+    def network_subnets(self, name: str) -> tuple[str, ...]:
+        """The IPv4 subnets of a network (podman 4: `subnets`; docker: `IPAM.Config`)."""
+        info = self.inspect(name, kind="network")
+        found = [s.get("subnet", "") for s in info.get("subnets") or []]
+        found += [c.get("Subnet", "") for c in (info.get("IPAM") or {}).get("Config") or []]
+        return tuple(s for s in found if s and ":" not in s)
 
     def network_exists(self, name: str) -> bool:
         return self.run(["network", "inspect", name], check=False).ok

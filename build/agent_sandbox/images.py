@@ -39,7 +39,8 @@ class Agent:
     pypi: str = ""
     unfree: bool = False
     note: str = ""
-    keys: tuple[str, ...] = ()  # API-key variables it reads (forwarded by name only)
+    keys: tuple[str, ...] = ()  # API-key variables no gateway serves (forwarded into the sandbox by name)
+    providers: tuple[str, ...] = ()  # the model APIs it talks to (their keys stay in the gateway)
 
     @property
     def binary(self) -> str:
@@ -47,10 +48,30 @@ class Agent:
 
 
 @attrs.frozen
+class Provider:
+    """A model API whose key the sandbox's gateway holds (catalog [providers.<name>])."""
+
+    name: str
+    host: str
+    key: str  # the variable holding the user's key
+    header: str  # how the key is sent
+    prefix: str  # before the key in that header ("Bearer ")
+    paths: tuple[str, ...]  # the API's path prefixes: the gateway forwards nothing else
+    port: int  # the gateway's port in the sandbox's proxy
+    comment: str = ""
+
+
+@attrs.frozen
 class Catalog:
     sets: dict[str, tuple[str, ...]]
     tools: dict[str, Tool]
     agents: dict[str, Agent]
+    providers: dict[str, Provider] = attrs.Factory(dict)
+
+    def agent_keys(self, agent: str) -> tuple[str, ...]:
+        """Every API-key variable `agent` reads: its providers' and its own."""
+        entry = self.agents[agent]
+        return tuple(dict.fromkeys([*(self.providers[p].key for p in entry.providers), *entry.keys]))
 
 
 # What an image is for: only devcontainers hold agents and tiers; the egress proxy and other services (the test
@@ -244,10 +265,20 @@ CATALOG_SCHEMA: dict[str, Any] = {
     "agents": (
         EACH,
         {"nix": STR, "check": NONEMPTY, "comment": STR, "npm": STR, "pypi": STR, "unfree": BOOL, "note": STR,
-         "keys": STRLIST},
+         "keys": STRLIST, "providers": STRLIST},
+    ),
+    "providers": (
+        EACH,
+        {"host": NONEMPTY, "key": NONEMPTY, "header": NONEMPTY, "prefix": STR, "paths": STRLIST, "port": INT,
+         "comment": STR},
     ),
 }
-CATALOG_REQUIRED = {"sets": ("tools",), "tools": ("nix", "check"), "agents": ("nix", "check")}
+CATALOG_REQUIRED = {
+    "sets": ("tools",),
+    "tools": ("nix", "check"),
+    "agents": ("nix", "check"),
+    "providers": ("host", "key", "header", "paths", "port"),
+}
 
 DEFAULT_USER = "vscode"  # the defaults of nixlib/mk-agent-image.nix
 DEFAULT_ID = 1000
@@ -261,6 +292,9 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]*")
 _SUITE = re.compile(r"[a-z][a-z0-9-]*")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+_HEADER = re.compile(r"[A-Za-z0-9-]+")
+_PATH_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)*")
 _ATTR_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*(?:\.[A-Za-z_][A-Za-z0-9_'-]*)*")
 
 _KIND_NAMES = {
@@ -347,8 +381,27 @@ def load_catalog(path: Path | None = None) -> Catalog:
             comment=t.get("comment", ""),
             note=t.get("note", ""),
         )
+    providers: dict[str, Provider] = {}
+    for name, v in data.get("providers", {}).items():
+        _valid(_HOST, v["host"], "host name", src.where("providers", name, "host"))
+        _valid(_ENV_NAME, v["key"], "environment variable name", src.where("providers", name, "key"))
+        _valid(_HEADER, v["header"], "HTTP header name", src.where("providers", name, "header"))
+        for i, prefix in enumerate(v["paths"]):
+            _valid(_PATH_PREFIX, prefix, "path prefix (/.../)", src.where("providers", name, "paths", i))
+        if not 1024 < v["port"] < 65536 or v["port"] == 3128:
+            raise InputError(f"{v['port']}: the gateway's port is from 1025 to 65535, not 3128 (the proxy's)",
+                             src.where("providers", name, "port"))
+        providers[name] = Provider(name, v["host"], v["key"], v["header"], v.get("prefix", ""), tuple(v["paths"]),
+                                   v["port"], v.get("comment", ""))
+    ports = [p.port for p in providers.values()]
+    if len(set(ports)) != len(ports):
+        raise InputError("two providers share a gateway port; give each its own", src.where("providers"))
     agents: dict[str, Agent] = {}
     for name, a in data.get("agents", {}).items():
+        for i, provider in enumerate(a.get("providers", [])):
+            if provider not in providers:
+                raise InputError(f"unknown provider {provider!r}; add [providers.{provider}]",
+                                 src.where("agents", name, "providers", i))
         if a["nix"]:
             _valid(_ATTR_PATH, a["nix"], "nixpkgs attribute path", src.where("agents", name, "nix"))
         agents[name] = Agent(
@@ -362,6 +415,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
             note=a.get("note", ""),
             keys=tuple(_valid(_ENV_NAME, k, "environment variable name", src.where("agents", name, "keys", i))
                        for i, k in enumerate(a.get("keys", []))),
+            providers=tuple(a.get("providers", [])),
         )
     sets: dict[str, tuple[str, ...]] = {}
     for name, s in data.get("sets", {}).items():
@@ -370,7 +424,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
             if tool not in tools:
                 raise InputError(f"unknown tool {tool!r}; add [tools.{tool}]", src.where("sets", name, "tools", i))
         sets[name] = members
-    return Catalog(sets, tools, agents)
+    return Catalog(sets, tools, agents, providers)
 
 
 # ---------------------------------------------------------------- image descriptions
@@ -491,7 +545,7 @@ def check_agents(agents: tuple[str, ...], catalog: Catalog, where: Location) -> 
 
 def api_key_vars(catalog: Catalog) -> tuple[str, ...]:
     """Every API-key variable of the catalog's agents, each once, in catalog order."""
-    return tuple(dict.fromkeys(key for agent in catalog.agents.values() for key in agent.keys))
+    return tuple(dict.fromkeys(key for name in catalog.agents for key in catalog.agent_keys(name)))
 
 
 def image_tools(image: Image, catalog: Catalog) -> list[Tool]:

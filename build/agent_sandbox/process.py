@@ -95,13 +95,14 @@ def run(
     cwd: str | None = None,
     stdin: str | None = None,
 ) -> Result:
-    """Run argv to completion. With `check`, a non-zero exit raises CommandFailed with the command's last lines."""
+    """Run argv to completion. With `check`, a non-zero exit raises CommandFailed with the command's last lines.
+    `stdin` is written to the command's standard input (how secrets reach a container)."""
     cmd = _bound(argv)
     kwargs: dict[str, Any] = {"retcode": None, "timeout": timeout}
     if cwd is not None:
         kwargs["cwd"] = cwd
-    if stdin is not None:
-        kwargs["stdin"] = stdin
+    if stdin is not None:  # through a pipe: never on the command line, never in a file
+        cmd = cmd << stdin
     try:
         with exactly_env(env):
             code, out, err = cmd.run(**kwargs)

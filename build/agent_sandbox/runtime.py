@@ -22,6 +22,8 @@ from .compilers.runargs import api_key_vars
 from .engine import Engine, detect_engine, is_internal
 from .errors import CommandFailed, EnvironmentProblem, InputError
 from .fsutil import atomic_write
+from .compilers.gateway import keys_file
+from .images import Provider
 from .model import Profile
 from .sandbox import (
     SANDBOX_LABEL,
@@ -154,10 +156,10 @@ def make_state_dir(path: Path) -> None:
         directory.chmod(0o700)
 
 
-def prepare_proxy_files(plan: Plan) -> None:
+def prepare_proxy_files(plan: Plan, subnet: str) -> None:
     """squid.conf and the log directory, owner-only and owned by the proxy's user (Squid runs as it, without any
     capability): Squid can read and write them, nobody else on the host can."""
-    atomic_write(plan.squid_conf, plan.squid_conf_text(), mode=0o600)
+    atomic_write(plan.squid_conf, plan.squid_conf_text(subnet), mode=0o600)
     plan.log_dir.mkdir(mode=0o700, exist_ok=True)
     plan.log_dir.chmod(0o700)
     if os.geteuid() == 0:
@@ -226,6 +228,8 @@ def start_sandbox(
     proxy_image: str | None = None,
     command: Sequence[str] | None = None,
     extra_env: Sequence[tuple[str, str]] = (),
+    gateway: Sequence[Provider] = (),
+    keys: Mapping[str, str] | None = None,
     network_adjust: Callable[[list[str]], list[str]] | None = None,
     proxy_conf_adjust: Callable[[str], str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
@@ -233,7 +237,8 @@ def start_sandbox(
     """Start `image` under `profile` with the tier's run flags and `workspace` as /workspace.
 
     `host_env` resolves `${localEnv:...}` in the tier's mounts (default: this process's environment). No API key
-    reaches the container's configuration; pass keys to the processes you exec (Sandbox.exec_argv). With
+    reaches the container's configuration: with `gateway`, the proxy holds the providers' `keys` (delivered
+    through a pipe into its tmpfs); otherwise pass keys to the processes you exec (Sandbox.exec_argv). With
     `command`, the agent container runs it instead of the keep-alive (and may have exited on return).
     Everything is removed again if anything fails on the way.
     """
@@ -245,20 +250,23 @@ def start_sandbox(
         state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
         proxy_image=proxy_image or f"localhost/{egress.PROXY_IMAGE_NAME}:latest",
         outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
-        env=tuple(extra_env), adjust=adjust, network_adjust=network_adjust, proxy_conf_adjust=proxy_conf_adjust,
+        env=tuple(extra_env), gateway=tuple(gateway), adjust=adjust, network_adjust=network_adjust, proxy_conf_adjust=proxy_conf_adjust,
     )
     check_start(eng, request)
+    keys_file(request.gateway, keys or {})  # every key present and passable, before anything is created
     plan = Plan(request)
     box = Sandbox(eng, plan)
     try:
         make_state_dir(request.state_dir)
         if plan.network is not None and plan.proxy is not None:
-            prepare_proxy_files(plan)
             ensure_outbound_network(eng, request.outbound_network)
             eng.run(plan.network_create())
             box.undo.append(["network", "rm", plan.network])
+            prepare_proxy_files(plan, eng.network_subnets(plan.network)[0])
             box.undo.append(eng.remove_container_argv(plan.proxy))
             eng.run(plan.proxy_run())
+            if request.gateway:
+                eng.run(plan.keys_delivery(), stdin=keys_file(request.gateway, keys or {}))
             eng.run(plan.proxy_connect())
             if not eng.running(plan.proxy):
                 raise CommandFailed(f"the egress proxy {plan.proxy} stopped: {box.logs(plan.proxy).strip()[-500:]}")

@@ -26,9 +26,11 @@ import attrs
 
 from . import egress
 from .compilers.runargs import run_args
+from .compilers.gateway import KEYS_FILE
 from .compilers.squid import render_squid
 from .engine import ENGINES
 from .errors import InputError
+from .images import Provider
 from .labels import LABEL_ROLE
 from .model import NetworkMode, Profile
 
@@ -97,6 +99,7 @@ class Request:
     ca_bundle: Path | None = None
     proxy_hosts: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # set in the agent container besides the tier's (never a secret)
+    gateway: tuple[Provider, ...] = ()  # providers whose keys the proxy holds (the keys themselves never are here)
     adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     network_adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     proxy_conf_adjust: Callable[[str], str] | None = attrs.field(default=None, eq=False)
@@ -159,10 +162,16 @@ class Plan:
         argv.append(self.network)
         return self.request.network_adjust(argv) if self.request.network_adjust else argv
 
-    def squid_conf_text(self) -> str:
+    def squid_conf_text(self, subnet: str) -> str:
         req = self.request
-        text = render_squid(req.profile, sandbox=self.name)
+        text = render_squid(req.profile, sandbox=self.name, subnet=subnet, gateway=req.gateway)
         return req.proxy_conf_adjust(text) if req.proxy_conf_adjust else text
+
+    def keys_delivery(self) -> list[str]:
+        """The proxy-side command that takes the gateway's keys on stdin into its tmpfs (owner-only)."""
+        assert self.proxy is not None
+        part = KEYS_FILE + ".part"
+        return ["exec", "--interactive", self.proxy, "sh", "-c", f"umask 077 && cat > {part} && mv {part} {KEYS_FILE}"]
 
     def outbound_create(self) -> list[str]:
         return ["network", "create", self.request.outbound_network]
@@ -176,6 +185,8 @@ class Plan:
                 f"--mount=type=bind,source={self.squid_conf},target={egress.PROXY_CONFIG},readonly",
                 f"--mount=type=bind,source={self.log_dir},target={egress.PROXY_LOG_DIR}"]
         argv += [f"--add-host={host}:{address}" for host, address in req.proxy_hosts]
+        if req.ca_bundle is not None:  # the gateway verifies the providers' TLS with it
+            argv.append(f"--mount=type=bind,source={req.ca_bundle},target={SYSTEM_CA},readonly")
         return [*argv, req.proxy_image]
 
     def proxy_connect(self) -> list[str]:

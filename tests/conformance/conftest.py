@@ -26,6 +26,8 @@ import testinfra
 from agent_sandbox import conformance, images, profiles, runtime
 from agent_sandbox.engine import ENGINES, Engine, detect_engine
 from agent_sandbox.sandbox import new_name
+
+from . import testnet
 from agent_sandbox.compilers.runargs import api_key_vars
 from agent_sandbox.errors import SandboxError
 from agent_sandbox.model import Profile
@@ -295,6 +297,15 @@ def outside(session: Session) -> Iterator[OutsideServer]:
         engine.remove_container(name)
         if created:
             engine.remove_network(OUTSIDE_NETWORK)
+
+
+@pytest.fixture(scope="session")
+def internet(session: Session) -> Iterator[testnet.Internet]:
+    if not session.engine.image_exists(testnet.IMAGE):
+        pytest.fail(f"{testnet.IMAGE} is not in {session.engine.name}'s storage: build it "
+                    "(agent-sandbox build tests/images/internet --backend debian)", pytrace=False)
+    yield from testnet.start(session.engine, session.base)
+
 
 
 PYTHON_TOOL = "python"  # the images/catalog.toml tool that provides python3

@@ -27,6 +27,7 @@ from agent_sandbox.model import Profile
 
 from . import testnet
 from .conftest import Session
+from .testnet import PROXY_HOSTS, Egress, start_egress
 
 # The test profile: strict's shape with our own hosts. `{main}` is the main test server's address (a listed IP).
 PROFILE = """\
@@ -45,65 +46,6 @@ network:
     - "meta.stub.test:80"
     - "{main}:443"
 """
-# Names only the proxy resolves, to addresses a rebinding attacker would pick: its own loopback, cloud metadata.
-PROXY_HOSTS = (("rebind.stub.test", "127.0.0.1"), ("meta.stub.test", "169.254.169.254"))
-
-
-@attrs.frozen
-class Egress:
-    """A proxied sandbox of the test profile, on the test internet."""
-
-    box: runtime.Sandbox
-    internet: testnet.Internet
-    profile: Profile
-
-    @property
-    def host(self) -> Any:
-        return testinfra.get_host(self.box.host_spec)
-
-    def ask(self, question: proxy.Ask) -> proxy.Answer:
-        argument = question.argument(egress.PROXY_HOST, egress.PROXY_PORT, "/etc/ssl/certs/ca-certificates.crt")
-        result = self.host.run("timeout 30 python3 -c %s %s", proxy.PROXY_CLIENT, argument)
-        if result.rc != 0:
-            raise ConformanceFailure(f"the proxy client failed ({result.rc}): {result.stderr.strip()[-300:]}")
-        return proxy.Answer.parse(result.stdout)
-
-    def log(self) -> list[dict[str, Any]]:
-        return proxy.log_lines(self.box.plan.log_file.read_text())
-
-    def ask_direct(self, address: str) -> bool:
-        """Whether the agent opens a TCP connection to address:80 itself, without the proxy."""
-        script = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 80), timeout=4).close()\n"
-                  "    print('yes')\nexcept OSError:\n    print('no')")
-        return bool(self.host.run("python3 -c %s %s", script, address).stdout.strip() == "yes")
-
-    def addresses(self, host: str) -> tuple[str, ...]:
-        """What the proxy resolves `host` to (for the model)."""
-        pinned = dict(PROXY_HOSTS)
-        if host in pinned:
-            return (pinned[host],)
-        if re.fullmatch(r"[0-9.]+", host):
-            return (host,)
-        return (self.internet.other,) if host in testnet.OTHER_NAMES else (self.internet.main,)
-
-
-def start_egress(session: Session, internet: testnet.Internet, profile: Profile, label: str, **tweaks: Any) -> Egress:
-    box = runtime.start_sandbox(
-        session.image, profile, engine=session.engine, workspace=session.new_workspace(label),
-        name=runtime.new_name(f"as-egress-{label}"), host_env=session.host_env(), uid=session.uid, gid=session.gid,
-        state_dir=session.base / f"state-egress-{label}", ca_bundle=internet.ca, proxy_hosts=PROXY_HOSTS,
-        outbound_network=internet.network, **tweaks,
-    )
-    session.extra.append(box)
-    return Egress(box, internet, profile)
-
-
-@pytest.fixture(scope="session")
-def internet(session: Session) -> Iterator[testnet.Internet]:
-    if not session.engine.image_exists(testnet.IMAGE):
-        pytest.fail(f"{testnet.IMAGE} is not in {session.engine.name}'s storage: build it "
-                    "(agent-sandbox build tests/images/internet --backend debian)", pytrace=False)
-    yield from testnet.start(session.engine, session.base)
 
 
 @pytest.fixture(scope="session")

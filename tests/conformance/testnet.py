@@ -21,10 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
+import re
+from typing import TYPE_CHECKING
 
+import attrs
+import testinfra
+from agent_sandbox import egress, runtime
+from agent_sandbox.conformance import ConformanceFailure
+from agent_sandbox.conformance import egress as proxy
 from agent_sandbox.engine import Engine
+from agent_sandbox.model import Profile
 from agent_sandbox.sandbox import new_name
+
+if TYPE_CHECKING:
+    from .conftest import Session
 
 IMAGE = "localhost/agent-sandbox-test-internet:latest"
 PROGRAM = Path(__file__).resolve().parent / "internet"  # the server program (server.py, provider.py)
@@ -33,6 +43,9 @@ SUBNETS = {"podman": "198.51.100.128/26", "docker": "198.51.100.192/26"}
 MAIN_NAMES = ("web.stub.test", "git.stub.test", "api.provider.test", "api.wild.test", "deep.api.wild.test",
               "wild.test", "badwild.test")
 OTHER_NAMES = ("other.stub.test", "plain.stub.test")
+# The providers' real API names: the test proxy resolves them to the main server (--proxy-host), which answers
+# their APIs (provider.py); its certificate names them too, signed by the test CA.
+PROVIDER_NAMES = ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.com")
 REPLY = "STUB-REPLY-agent-sandbox-7f3a"  # what the provider stubs answer
 
 # Made in a one-off container of the internet image (openssl, ssh-keygen): a test CA, a server certificate for
@@ -69,6 +82,9 @@ class Internet:
     def ssh_key(self) -> Path:
         return self.secrets / "ssh_key"
 
+    def provider_hosts(self) -> tuple[tuple[str, str], ...]:
+        return tuple((name, self.main) for name in PROVIDER_NAMES)
+
     def requests(self) -> list[dict[str, Any]]:
         log = self.state / "requests.jsonl"
         if not log.exists():
@@ -90,7 +106,8 @@ def start(engine: Engine, base: Path) -> Iterator[Internet]:
     made = base / "internet-secrets"
     made.mkdir()
     made.chmod(0o755)
-    names = ",".join([*(f"DNS:{n}" for n in MAIN_NAMES + OTHER_NAMES), f"IP:{main}", f"IP:{other}"])
+    names = ",".join([*(f"DNS:{n}" for n in MAIN_NAMES + OTHER_NAMES + PROVIDER_NAMES), f"IP:{main}",
+                      f"IP:{other}"])
     engine.run(["run", "--rm", "--network=none", "--entrypoint=/bin/sh", f"--volume={made}:/out", IMAGE,
                 "-c", SECRETS_SCRIPT, "secrets", names])
     if engine.network_exists(network):  # left by an interrupted run
@@ -127,3 +144,60 @@ def start(engine: Engine, base: Path) -> Iterator[Internet]:
         for name in containers:
             engine.remove_container(name)
         engine.remove_network(network)
+
+
+# Names only the proxy resolves, to addresses a rebinding attacker would pick: its own loopback, cloud metadata.
+PROXY_HOSTS = (("rebind.stub.test", "127.0.0.1"), ("meta.stub.test", "169.254.169.254"))
+
+
+@attrs.frozen
+class Egress:
+    """A proxied sandbox of the test profile, on the test internet."""
+
+    box: runtime.Sandbox
+    internet: Internet
+    profile: Profile
+
+    @property
+    def host(self) -> Any:
+        return testinfra.get_host(self.box.host_spec)
+
+    def ask(self, question: proxy.Ask) -> proxy.Answer:
+        argument = question.argument(egress.PROXY_HOST, egress.PROXY_PORT, "/etc/ssl/certs/ca-certificates.crt")
+        result = self.host.run("timeout 30 python3 -c %s %s", proxy.PROXY_CLIENT, argument)
+        if result.rc != 0:
+            raise ConformanceFailure(f"the proxy client failed ({result.rc}): {result.stderr.strip()[-300:]}")
+        return proxy.Answer.parse(result.stdout)
+
+    def log(self) -> list[dict[str, Any]]:
+        return proxy.log_lines(self.box.plan.log_file.read_text())
+
+    def ask_direct(self, address: str) -> bool:
+        """Whether the agent opens a TCP connection to address:80 itself, without the proxy."""
+        script = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 80), timeout=4).close()\n"
+                  "    print('yes')\nexcept OSError:\n    print('no')")
+        return bool(self.host.run("python3 -c %s %s", script, address).stdout.strip() == "yes")
+
+    def addresses(self, host: str) -> tuple[str, ...]:
+        """What the proxy resolves `host` to (for the model)."""
+        pinned = dict(PROXY_HOSTS)
+        if host in pinned:
+            return (pinned[host],)
+        if re.fullmatch(r"[0-9.]+", host):
+            return (host,)
+        return (self.internet.other,) if host in OTHER_NAMES else (self.internet.main,)
+
+
+def start_egress(session: "Session", internet: Internet, profile: Profile, label: str, **tweaks: Any) -> Egress:
+    """A sandbox of `profile` whose proxy's routed network is the test internet (`tweaks`: start_sandbox's)."""
+    tweaks.setdefault("proxy_hosts", PROXY_HOSTS)
+    box = runtime.start_sandbox(
+        session.image, profile, engine=session.engine, workspace=session.new_workspace(label),
+        name=runtime.new_name(f"as-egress-{label}"), host_env=session.host_env(), uid=session.uid, gid=session.gid,
+        state_dir=session.base / f"state-egress-{label}", ca_bundle=internet.ca,
+        outbound_network=internet.network, **tweaks,
+    )
+    session.extra.append(box)
+    return Egress(box, internet, profile)
+
+

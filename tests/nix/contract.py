@@ -139,9 +139,24 @@ def check_policies(args: dict[str, Any], image: Image) -> None:
     assert "chmod -R a-w,a+rX ./etc/agent-sandbox" in args["fakeRootCommands"]
 
 
+def check_tree(args: dict[str, Any], image: Image) -> None:
+    """images/<image>/rootfs is copied in, as the Debian backend does (the same files, read from the store)."""
+    tree = image.path.parent / "rootfs"
+    if not tree.is_dir():
+        return
+    match = re.search(r"cp -R --no-preserve=ownership (/nix/store/\S+)/\. \./", args["fakeRootCommands"])
+    assert match, "the image's rootfs tree is not copied"
+    stored = Path(match.group(1))
+    ours = {p.relative_to(tree): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(stored): p.read_bytes() for p in stored.rglob("*") if p.is_file()}
+    assert ours == theirs, "the stored tree differs from images/<image>/rootfs"
+    assert "Include /etc/ssh/ssh_config.d/*.conf" in args["fakeRootCommands"]
+
+
 def check_image(args: dict[str, Any], image: Image, catalog: Catalog, agents: Sequence[str], tier: str) -> None:
     check_contents(args, image, catalog, agents)
     check_config(args, image)
     check_labels(args, image, catalog, agents, tier)
     check_root_commands(args, image)
     check_policies(args, image)
+    check_tree(args, image)

@@ -8,6 +8,7 @@ for inspection); the proxy's log stays in the sandbox's state directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -19,6 +20,8 @@ import click
 
 from .. import egress, images, profiles, runtime
 from ..agents import SHELL, AgentLaunch, launch_for
+from ..compilers import gateway
+from ..images import Provider
 from ..engine import ENGINES, Engine, detect_engine
 from ..errors import EnvironmentProblem, InputError, Location
 from ..labels import LABEL_AGENTS, LABEL_TIER
@@ -64,17 +67,39 @@ def check_agent(agent: str, held: Sequence[str], image: str) -> None:
                          f"pick one of those, or build an image with it", Location("AGENT"))
 
 
-def keys_to_pass(agent: str, profile: Profile, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The API-key variables forwarded (by name) to the agent: its own that are set; for `shell`, all that are set.
-    None for a tier without network (nothing could use them)."""
+@attrs.frozen
+class KeyPlan:
+    """Where each API key of the run goes: held by the key gateway, or forwarded into the agent by name."""
+
+    gateway: tuple[Provider, ...] = ()  # providers whose keys the sandbox's gateway holds
+    inside: tuple[str, ...] = ()  # key variables forwarded to the agent's process
+    why_inside: str = ""
+
+
+def plan_keys(agent: str, profile: Profile, env: Mapping[str, str], *, keys_inside: bool) -> KeyPlan:
+    """The gateway serves every provider the agent uses whose key is set and whose API the tier allowlists; a
+    key it cannot serve (Cursor's, an open tier with no proxy, --keys-inside) goes inside by name. A tier without
+    network gets none."""
     if profile.network.mode is NetworkMode.NONE:
-        return ()
+        return KeyPlan()
     catalog = images.load_catalog()
-    wanted = images.api_key_vars(catalog) if agent == SHELL else catalog.agents[agent].keys
-    return tuple(k for k in wanted if env.get(k))
+    if agent == SHELL:
+        wanted = images.api_key_vars(catalog)
+        uses = set(catalog.providers)
+    else:
+        wanted = catalog.agent_keys(agent)
+        uses = set(catalog.agents[agent].providers)
+    set_keys = tuple(k for k in wanted if env.get(k))
+    if keys_inside:
+        return KeyPlan((), set_keys, "--keys-inside")
+    held = tuple(p for p in gateway.served(profile, catalog) if p.name in uses and env.get(p.key))
+    inside = tuple(k for k in set_keys if k not in {p.key for p in held})
+    why = "" if not inside else (
+        "the tier has no egress proxy" if profile.network.mode is NetworkMode.OPEN else "no gateway serves it")
+    return KeyPlan(held, inside, why)
 
 
-def banner(box: runtime.Sandbox, agent: str, keys: Sequence[str], launch: AgentLaunch) -> str:
+def banner(box: runtime.Sandbox, agent: str, keys: KeyPlan, launch: AgentLaunch) -> str:
     """What the user must know before the agent starts: tier, workspace, which layers hold on this host."""
     profile = box.profile
     box_flags = profile.container
@@ -102,10 +127,20 @@ def banner(box: runtime.Sandbox, agent: str, keys: Sequence[str], launch: AgentL
         f"  egress     {egress}",
         "  Leash      not running — file, exec and per-host rules beyond the proxy are not enforced; "
         f"see `agent-sandbox policy explain {profile.name}`",
-        f"  API keys   {', '.join(keys) + ' (passed by name)' if keys else 'none passed'}",
+        f"  API keys   {key_line(keys)}",
     ]
     lines += [f"  note       {note}" for note in launch.notes]
     return "\n".join(lines)
+
+
+def key_line(keys: KeyPlan) -> str:
+    parts = []
+    if keys.gateway:
+        parts.append(f"{', '.join(p.key for p in keys.gateway)} held by the key gateway (the agent has a placeholder)")
+    if keys.inside:
+        parts.append(f"WARNING {', '.join(keys.inside)} inside the sandbox ({keys.why_inside}): anything the agent "
+                     "runs can read it")
+    return "; ".join(parts) or "none set"
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -124,9 +159,13 @@ def banner(box: runtime.Sandbox, agent: str, keys: Sequence[str], launch: AgentL
               help="Set a variable for the agent (not for secrets: API keys are forwarded by name).")
 @click.option("--outbound-network", default=egress.OUTBOUND_NETWORK, show_default=True,
               help="The routed network the egress proxy joins (proxied tiers).")
+@click.option("--proxy-host", "proxy_hosts", multiple=True, metavar="NAME=ADDRESS",
+              help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.")
+@click.option("--keys-inside", is_flag=True,
+              help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).")
 def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | None, engine: str | None,
         image: str, name: str | None, keep: bool, ca_bundle: Path | None, env_pairs: tuple[str, ...],
-        outbound_network: str) -> None:
+        outbound_network: str, proxy_hosts: tuple[str, ...], keys_inside: bool) -> None:
     """Run AGENT (an agent the image holds, or `shell`) in a sandbox; arguments after `--` go to the agent.
 
     \b
@@ -137,8 +176,23 @@ def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | N
     if args[:1] == ("--",):  # `run AGENT -- ARGS`: the separator is ours, not the agent's
         args = args[1:]
     options = RunOptions(tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
-                         ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network)
+                         ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network,
+                         proxy_hosts=parse_hosts(proxy_hosts), keys_inside=keys_inside)
     raise click.exceptions.Exit(run_agent(agent, args, options))
+
+
+def parse_hosts(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for pair in pairs:
+        name, sep, address = pair.partition("=")
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise InputError(f"{pair!r}: write NAME=IPv4-ADDRESS", Location("--proxy-host")) from None
+        if not sep or not re.fullmatch(r"[A-Za-z0-9.-]+", name):
+            raise InputError(f"{pair!r}: write NAME=IPv4-ADDRESS", Location("--proxy-host"))
+        out.append((name.lower(), address))
+    return tuple(out)
 
 
 def parse_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -170,6 +224,8 @@ class RunOptions:
     ca_bundle: Path | None = None
     agent_env: tuple[tuple[str, str], ...] = ()
     outbound_network: str = egress.OUTBOUND_NETWORK
+    proxy_hosts: tuple[tuple[str, str], ...] = ()
+    keys_inside: bool = False
 
 
 def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapping[str, str] | None = None,
@@ -188,18 +244,19 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
                                  "`agent-sandbox build`) or pass --image")
     check_agent(agent, image_agents(eng, image), image)
     profile = profiles.load_profile(tier or eng.image_labels(image).get(LABEL_TIER) or "strict")
-    launch = launch_for(agent, args)
-    keys = keys_to_pass(agent, profile, env)
+    keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
+    launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
     with sigterm_unwinds():
         box = runtime.start_sandbox(image, profile, engine=eng, workspace=ws, name=name or new_name(),
                                     host_env=env, ca_bundle=ca_bundle, extra_env=(*launch.env, *agent_env),
-                                    outbound_network=outbound_network)
+                                    outbound_network=outbound_network, proxy_hosts=options.proxy_hosts,
+                                    gateway=keys.gateway, keys={p.key: env[p.key] for p in keys.gateway})
         box.keep = keep
         try:
             click.echo(banner(box, agent, keys, launch), err=True)
-            argv = box.exec_argv(launch.command, tty=tty, env_names=keys, workdir="/workspace")
-            return runtime.attach(argv, runtime.engine_env({k: env[k] for k in keys}))
+            argv = box.exec_argv(launch.command, tty=tty, env_names=keys.inside, workdir="/workspace")
+            return runtime.attach(argv, runtime.engine_env({k: env[k] for k in keys.inside}))
         finally:
             if keep:
                 click.echo(f"agent-sandbox: kept {box.name}: remove it with `agent-sandbox rm {box.name}`", err=True)

@@ -18,13 +18,16 @@ What the rendered configuration enforces, each one a bypass other tools had (doc
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
 from .. import egress
 from ..errors import NotEnforceable
+from ..images import Provider
+from .gateway import gateway_acls, squid_section
 from ..model import HostRule, NetworkMode, Profile
 
 WEB_PORTS = (80, 443)  # what a rule without a port allows
@@ -94,8 +97,13 @@ def _acls(prefix: str, items: tuple[Entry, ...]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def render_squid(profile: Profile, *, sandbox: str) -> str:
-    """squid.conf for `profile`'s egress proxy in sandbox `sandbox` (its name goes into every log line)."""
+def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None,
+                 gateway: Sequence[Provider] = ()) -> str:
+    """squid.conf for `profile`'s egress proxy in sandbox `sandbox` (its name goes into every log line).
+
+    `subnet`: the sandbox network's; the proxy serves nothing else (its routed network has other members).
+    `gateway`: the providers whose keys the proxy holds (compilers/gateway.py); their keys are not in this file.
+    """
     if profile.network.mode is not NetworkMode.PROXIED:
         raise NotEnforceable(f"tier {profile.name} has no egress proxy (network: {profile.network.mode.value})")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", sandbox):
@@ -108,9 +116,18 @@ def render_squid(profile: Profile, *, sandbox: str) -> str:
         "http_access deny !CONNECT denylisted why_denylisted\nhttp_access deny CONNECT denylisted why_denylisted_c"
         if deny else "# (no host is denied)"
     )
+    if subnet is not None:
+        ipaddress.ip_network(subnet)  # ValueError on anything else
+    clients = (
+        f"acl from_sandbox src {subnet}\nhttp_access deny !from_sandbox why_outsider"
+        if subnet else "# (any client: the runtime restricts this to the sandbox network's subnet)"
+    )
     return TEMPLATE.format(
         tier=profile.name,
         sandbox=sandbox,
+        clients=clients,
+        gateway_acls=gateway_acls(gateway),
+        gateway=squid_section(gateway),
         readiness=egress.READINESS_NAME,
         port=egress.PROXY_PORT,
         state=STATE_DIR,
@@ -186,6 +203,7 @@ acl why_nonpublic_c annotate_transaction reason=nonpublic_address
 acl why_notlisted_c annotate_transaction reason=not_allowlisted
 acl why_denylisted_c annotate_transaction reason=denylisted
 acl why_sni annotate_transaction reason=sni_is_not_the_host
+acl why_outsider annotate_transaction reason=not_from_the_sandbox
 acl why_not_tls annotate_transaction reason=not_tls
 acl decided_allowed note decision allowed
 acl has_request has request
@@ -215,15 +233,23 @@ acl sni_is_host external sni_is_host
 acl step1 at_step SslBump1
 acl step2 at_step SslBump2
 
+{gateway_acls}
+
 # ---------------------------------------------------------------- access (first match wins)
+http_access deny mark_denied !all
+# only the sandbox's own agent: the proxy's routed network has other members
+{clients}
 # the runtime's readiness probe: refused, and left out of the log
 acl readiness_probe dstdomain -n {readiness}
 http_access deny readiness_probe
-http_access deny mark_denied !all
 {denies}
 # plain HTTP: only http://, only public addresses, only listed host:port pairs
 http_access deny !CONNECT !plain_http why_scheme
 http_access deny !CONNECT {nonpublic} why_nonpublic
+
+# ---------------------------------------------------------------- the key gateway (compilers/gateway.py)
+{gateway}
+
 http_access allow !CONNECT allowlisted mark_allowed
 http_access deny !CONNECT why_notlisted
 # Squid's own CONNECT for a spliced tunnel passes here again right before it connects: the address is checked

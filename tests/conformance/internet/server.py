@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -71,8 +72,24 @@ def make_handler(state: State, port: int, tls: bool) -> type[BaseHTTPRequestHand
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def slow_stream(self) -> None:
+            """/v1/slow-stream?chunks=N&gap=S: N chunks, S seconds apart, each stamped with the server's clock."""
+            query = dict(part.split("=", 1) for part in urlsplit(self.path).query.split("&") if "=" in part)
+            chunks, gap = int(query.get("chunks", "3")), float(query.get("gap", "1"))
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            self._start_stream()
+            for index in range(chunks):
+                if index:
+                    time.sleep(gap)
+                self._sse("chunk", {"index": index, "sent": time.time()})
+            self._end_stream()
+
         def _dispatch(self) -> None:
             path = urlsplit(self.path).path
+            if tls and path.startswith("/v1/slow-stream"):
+                self.record()
+                return self.slow_stream()
             if self.command in ("GET", "HEAD"):
                 if path == "/token":
                     self.record()
