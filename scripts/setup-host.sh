@@ -89,6 +89,8 @@ write_file() {
 }
 
 apt_install podman runc buildah skopeo mmdebstrap uidmap netavark aardvark-dns ca-certificates make shellcheck iptables
+# Compose v1 for docker (the Compose-based devcontainer of proxied tiers); podman-compose comes with the venv
+apt_install docker-compose
 # Python venvs (the Makefile installs agent-sandbox into .venv) and npm (the Dev Containers CLI), where missing
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm

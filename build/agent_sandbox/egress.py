@@ -22,6 +22,18 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 # The proxy image (images/agent-sandbox-proxy/image.toml), built by the Debian backend.
 PROXY_IMAGE_NAME = "agent-sandbox-proxy"
 
+# The proxy container runs as the image's `proxy` user (13) with no capability at all, nothing writable but its
+# tmpfs and the log directory, and small limits (it only relays). The runtime and the Compose devcontainer use these.
+PROXY_FLAGS = (
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+    "--read-only",
+    "--tmpfs=/run/squid:rw,nosuid,nodev,mode=1777",
+    "--memory=512m",
+    "--memory-swap=512m",
+    "--pids-limit=256",
+)
+
 # Inside the proxy container: where the rendered squid.conf is mounted and where it logs (a host directory).
 PROXY_CONFIG = "/etc/squid/agent-sandbox.conf"
 PROXY_LOG_DIR = "/var/log/agent-sandbox"

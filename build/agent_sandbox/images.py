@@ -96,6 +96,7 @@ class Image:
     path: Path
     role: str = "devcontainer"
     entrypoint: tuple[str, ...] = ()  # service images: what they run (devcontainers are started with a command)
+    state_dirs: tuple[str, ...] = ()  # service images: directories owned by the image's user (0700), e.g. its log
 
     @property
     def is_devcontainer(self) -> bool:
@@ -254,6 +255,7 @@ IMAGE_SCHEMA: dict[str, Any] = {
     "package_sets": STRLIST,
     "agents": STRLIST,
     "entrypoint": STRLIST,
+    "state_dirs": STRLIST,
     "debian": {"suite": NONEMPTY},
 }
 IMAGE_REQUIRED = ("name", "registry", "package_sets")
@@ -291,6 +293,7 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _USER = re.compile(r"[a-z_][a-z0-9_-]*")
 _SUITE = re.compile(r"[a-z][a-z0-9-]*")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_ABS_PATH = re.compile(r"(/[A-Za-z0-9._-]+)+")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 _HEADER = re.compile(r"[A-Za-z0-9-]+")
@@ -455,9 +458,10 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         raise InputError(f"{role!r}: the role is one of {', '.join(ROLES)}", src.where("role"))
     if role == "devcontainer":
         _require_keys(data, DEVCONTAINER_REQUIRED, src, ())
-        if "entrypoint" in data:
-            raise InputError("a devcontainer image has no entrypoint (tools start it with a command); remove it",
-                             src.where("entrypoint"))
+        for key in ("entrypoint", "state_dirs"):
+            if key in data:
+                raise InputError(f"a devcontainer image has no {key} (that is for service images); remove it",
+                                 src.where(key))
     else:
         _require_keys(data, ("entrypoint",), src, ())
         for key in DEVCONTAINER_REQUIRED:
@@ -515,6 +519,8 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         path=path,
         role=role,
         entrypoint=tuple(data.get("entrypoint", ())),
+        state_dirs=tuple(_valid(_ABS_PATH, d, "absolute path", src.where("state_dirs", i))
+                         for i, d in enumerate(data.get("state_dirs", ()))),
     )
 
 

@@ -48,17 +48,6 @@ KEEPALIVE_COMMAND = ("-c", "trap 'exit 0' TERM INT; while sleep 1000 & wait $!; 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 CA_VARS = ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE")
 
-# The proxy container runs as the image's `proxy` user (13) with no capability at all, nothing writable but its
-# tmpfs and the log directory, and small limits (it only relays).
-PROXY_FLAGS = (
-    "--cap-drop=ALL",
-    "--security-opt=no-new-privileges",
-    "--read-only",
-    "--tmpfs=/run/squid:rw,nosuid,nodev,mode=1777",
-    "--memory=512m",
-    "--memory-swap=512m",
-    "--pids-limit=256",
-)
 PROXY_ROLE = "proxy"
 AGENT_ROLE = "agent"
 
@@ -180,7 +169,7 @@ class Plan:
         """The proxy starts on the routed network (its resolver is that network's) and joins the sandbox's next."""
         assert self.proxy is not None
         req = self.request
-        argv = ["run", "--detach", f"--name={self.proxy}", *self.label(PROXY_ROLE), *PROXY_FLAGS,
+        argv = ["run", "--detach", f"--name={self.proxy}", *self.label(PROXY_ROLE), *egress.PROXY_FLAGS,
                 f"--network={req.outbound_network}",
                 f"--mount=type=bind,source={self.squid_conf},target={egress.PROXY_CONFIG},readonly",
                 f"--mount=type=bind,source={self.log_dir},target={egress.PROXY_LOG_DIR}"]

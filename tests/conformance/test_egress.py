@@ -186,8 +186,9 @@ def test_a_weakened_proxy_is_caught(weakening, session, internet, egress_profile
 
 
 # ---------------------------------------------------------------- the agent's network: proxy or nothing
-# Inside the agent: the system resolver, then a raw query to every name server of resolv.conf and every gateway
-# (the engine's DNS server listens there), so that a resolver left reachable but unlisted is caught too.
+# Inside the agent: the system resolver, then a raw query to every name server of resolv.conf, every gateway and
+# the first address of every connected network (where the engine's DNS server listens), so that a resolver left
+# reachable but unlisted in resolv.conf is caught too.
 DNS_PROBE = r"""
 import json, random, socket, struct, sys
 def query(server, name):
@@ -203,8 +204,11 @@ def query(server, name):
         return False
 name = sys.argv[1]
 servers = [l.split()[1] for l in open("/etc/resolv.conf") if l.startswith("nameserver")]
-routes = open("/proc/net/route").read().splitlines()[1:]
-gateways = {socket.inet_ntoa(struct.pack("<L", int(r.split()[2], 16))) for r in routes if r.split()[2] != "00000000"}
+routes = [r.split() for r in open("/proc/net/route").read().splitlines()[1:]]
+gateways = {socket.inet_ntoa(struct.pack("<L", int(r[2], 16))) for r in routes if r[2] != "00000000"}
+# the engine's DNS server listens on the first address of a network (no route names it on an internal network)
+gateways |= {socket.inet_ntoa(struct.pack(">L", struct.unpack(">L", struct.pack("<L", int(r[1], 16)))[0] + 1))
+             for r in routes if r[1] != "00000000"}
 try:
     resolved = bool(socket.getaddrinfo(name, 443))
 except OSError:
@@ -305,14 +309,15 @@ def test_podman_sandbox_network_has_no_dns_server(session, internet, egress_prof
     if session.engine.name != "podman":
         pytest.skip("aardvark-dns is podman's; docker's internal networks have no DNS path out (the routed-network "
                     "weakening above shows the check can see a leak there)")
-    weak = start_egress(session, internet, egress_profile, "weak-aardvark",
-                        network_adjust=lambda argv: [a for a in argv if a != "--disable-dns"],
-                        adjust=runtime.without_flags("--dns="))
-    try:
-        with pytest.raises(ConformanceFailure, match="resolved an outside name"):
-            check_no_dns(weak, outside_name)
-    finally:
-        weak.box.remove()
+    for label, adjust in (("listed", runtime.without_flags("--dns=")), ("unlisted", None)):
+        # listed: resolv.conf names aardvark; unlisted: resolv.conf says 127.0.0.1, aardvark still answers
+        weak = start_egress(session, internet, egress_profile, f"weak-aardvark-{label}",
+                            network_adjust=lambda argv: [a for a in argv if a != "--disable-dns"], adjust=adjust)
+        try:
+            with pytest.raises(ConformanceFailure, match="resolved an outside name"):
+                check_no_dns(weak, outside_name)
+        finally:
+            weak.box.remove()
 
 
 # ---------------------------------------------------------------- every client in the image goes through the proxy

@@ -19,14 +19,27 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize("tier", TIERS)
-@pytest.mark.parametrize("target", ["leash", "run-args", "devcontainer"])
-def test_every_tier_compiles_to_every_target(tier, target):
+@pytest.mark.parametrize("target", ["leash", "run-args", "devcontainer", "squid"])
+def test_every_tier_compiles_to_every_target(tier, target, tmp_path):
+    proxied = tier == "strict"
+    if target == "squid" and not proxied:  # only proxied tiers have an egress proxy: one line, exit 2
+        out = run("policy", "compile", tier, "--target", target)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no egress proxy" in out.stderr
+        return
+    if target == "devcontainer" and proxied:  # a directory: devcontainer.json, compose.yaml, squid.conf
+        assert run("policy", "compile", tier, "--target", target).returncode == 2  # needs -o
+        out = run("policy", "compile", tier, "--target", target, "-o", str(tmp_path / ".devcontainer"))
+        assert out.returncode == 0, out.stderr
+        assert json.loads((tmp_path / ".devcontainer" / "devcontainer.json").read_text())["dockerComposeFile"]
+        return
     out = run("policy", "compile", tier, "--target", target)
     assert out.returncode == 0, out.stderr
     if target == "leash":
         import cedarpy
 
         assert cedarpy.format_policies(out.stdout)  # the real Cedar parser accepts it
+    elif target == "squid":
+        assert "http_port 3128 ssl-bump" in out.stdout
     else:
         assert json.loads(out.stdout)
 

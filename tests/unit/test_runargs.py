@@ -96,3 +96,45 @@ def test_devcontainer_cli_accepts_the_config(tier, tmp_path: Path):
         assert config["containerEnv"]["ANTHROPIC_API_KEY"] == "k"
     if tier == "trusted":
         assert "source=/home/tester/.ssh,target=/home/vscode/.ssh,type=bind,readonly" in config["mounts"]
+
+
+# ---------------------------------------------------------------- the Compose-based devcontainer of proxied tiers
+@pytest.mark.parametrize("tier", TIERS)
+def test_every_run_flag_of_every_tier_has_a_compose_translation(tier):
+    from agent_sandbox.compilers.devcontainer import compose_service
+    from agent_sandbox.compilers.runargs import run_spec
+
+    service = compose_service(run_spec(profiles.load_profile(tier)).flags)
+    box = profiles.load_profile(tier).container
+    assert service["user"] == "1000:1000"
+    assert service.get("cap_drop", []) == list(box.cap_drop)
+    assert ("no-new-privileges" in service.get("security_opt", [])) == box.no_new_privileges
+    assert service.get("pids_limit") == box.pids
+    assert service.get("read_only", False) == profiles.load_profile(tier).filesystem.readonly
+
+
+def test_a_flag_without_translation_is_refused():
+    from agent_sandbox.compilers.devcontainer import compose_service
+
+    with pytest.raises(ValueError, match="--privileged"):
+        compose_service(["--cap-drop=ALL", "--privileged"])
+
+
+def test_the_strict_devcontainer_is_the_agent_its_network_and_its_proxy(tmp_path: Path):
+    from agent_sandbox.compilers.devcontainer import devcontainer_files
+
+    files = devcontainer_files(profiles.load_profile("strict"), "img", proxy_image="proxy", subnet="10.221.7.0/24")
+    assert set(files) == {"devcontainer.json", "compose.yaml", "squid.conf"}
+    config = json.loads(files["devcontainer.json"])
+    assert config["dockerComposeFile"] == ["compose.yaml"] and config["runServices"] == ["agent", "egress-proxy"]
+    from ruamel.yaml import YAML
+
+    compose = YAML(typ="safe").load(files["compose.yaml"])
+    agent, proxy = compose["services"]["agent"], compose["services"]["egress-proxy"]
+    assert agent["networks"] == ["sandbox"] and compose["networks"]["sandbox"]["internal"] is True
+    assert agent["extra_hosts"] == [f"{egress.PROXY_HOST}:10.221.7.2"] and agent["dns"] == ["127.0.0.1"]
+    assert proxy["networks"]["sandbox"]["ipv4_address"] == "10.221.7.2" and "outbound" in proxy["networks"]
+    assert "acl from_sandbox src 10.221.7.0/24" in files["squid.conf"]
+    assert not any("sk-" in text for text in files.values())
+    with pytest.raises(ValueError):
+        devcontainer_files(profiles.load_profile("standard"), "img", proxy_image="proxy", subnet="10.221.7.0/24")

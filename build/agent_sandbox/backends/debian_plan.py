@@ -487,10 +487,11 @@ def make_plan(
 def service_base_script(image: Image) -> str:
     """Runs as root inside a service image's fresh rootfs: its packages made their own users; nothing of the build
     host stays."""
+    dirs = "".join(f"install -d -m 0700 -o {image.uid} -g {image.gid} {d}\n" for d in image.state_dirs)
     return f"""\
 set -eu
 chmod 1777 /tmp /var/tmp
-: > /etc/resolv.conf
+{dirs}: > /etc/resolv.conf
 echo {image.name} > /etc/hostname
 rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* /var/tmp/*
 """

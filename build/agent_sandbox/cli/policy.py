@@ -16,7 +16,7 @@ from ..compilers.runargs import run_args
 from ..compilers.squid import render_squid
 from ..errors import InputError
 from ..fsutil import atomic_write
-from ..model import NetworkMode
+from ..model import NetworkMode, Profile
 from ..paths import project_root
 
 TARGETS = ("leash", "run-args", "devcontainer", "squid")
@@ -33,11 +33,21 @@ def policy() -> None:
 @click.option("--image", default=None, help="Image reference for --target devcontainer.")
 @click.option("--workspace", default=None, help="Host directory mounted at /workspace (run-args).")
 @click.option("--sandbox", default="sandbox", help="Sandbox name written into the proxy's log lines (squid).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (atomically).")
-def compile(profile: str, target: str, image: str | None, workspace: str | None, sandbox: str,
+@click.option("--subnet", default=None, help="The sandbox network's subnet (devcontainer of a proxied tier).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write here (atomically); a proxied tier's devcontainer is a directory (.devcontainer).")
+def compile(profile: str, target: str, image: str | None, workspace: str | None, sandbox: str, subnet: str | None,
             output: Path | None) -> None:
-    """Compile PROFILE (tier name or YAML file) for one enforcement layer."""
+    """Compile PROFILE (tier name or YAML file) for one enforcement layer.
+
+    \b
+    A proxied tier's devcontainer is Compose-based (the agent, its network and its egress proxy):
+      agent-sandbox policy compile strict --target devcontainer -o .devcontainer
+    """
     prof = profiles.load_profile(profile)
+    if target == "devcontainer" and prof.network.mode is NetworkMode.PROXIED:
+        write_devcontainer_dir(prof, image, subnet, output)
+        return
     if target == "leash":
         text = compile_leash(prof)
     elif target == "squid":
@@ -53,6 +63,27 @@ def compile(profile: str, target: str, image: str | None, workspace: str | None,
         atomic_write(output, text)
     else:
         click.echo(text, nl=False)
+
+
+def write_devcontainer_dir(prof: Profile, image: str | None, subnet: str | None,
+                           output: Path | None) -> None:
+    from ..compilers.devcontainer import default_subnet, devcontainer_files
+    from ..images import load_image
+
+    if output is None:
+        raise InputError(f"tier {prof.name} needs its egress proxy beside the agent: its devcontainer is a directory "
+                         "(devcontainer.json, compose.yaml, squid.conf); pass -o .devcontainer", None)
+    directory = output.parent if output.name == "devcontainer.json" else output
+    ref = image or load_image("agent-sandbox-devcontainer").reference
+    proxy = load_image("agent-sandbox-proxy").local_reference  # built where it runs (make image), not published
+    try:
+        files = devcontainer_files(prof, ref, proxy_image=proxy,
+                                   subnet=subnet or default_subnet(str(directory.absolute())))
+    except ValueError as exc:
+        raise InputError(str(exc), None) from None
+    for name, text in files.items():
+        atomic_write(directory / name, text)
+    click.echo(f"wrote {', '.join(str(directory / name) for name in files)}")
 
 
 @policy.command()

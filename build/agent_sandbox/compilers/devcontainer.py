@@ -7,9 +7,14 @@ hardening the spec does know (capAdd, securityOpt) is also set natively.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from ..model import WORKSPACE, Profile
+from .. import egress
+from ..model import WORKSPACE, NetworkMode, Profile
 from .runargs import run_spec
 
 
@@ -64,3 +69,163 @@ def devcontainer_json(profile: Profile, image: str, *, uid: int = 1000, gid: int
         "mounts": _mounts(profile),
     }
     return config
+
+
+# ---------------------------------------------------------------- proxied tiers: a Compose-based devcontainer
+# A proxied tier needs its network and its egress proxy up before the agent: the Dev Containers way to have a
+# sidecar is a Compose-based devcontainer. `devcontainer_files` writes devcontainer.json, compose.yaml (the agent
+# service with exactly the tier's run flags, translated one by one, and the proxy service) and squid.conf.
+COMPOSE_FILE = "compose.yaml"
+AGENT_SERVICE = "agent"
+PROXY_SERVICE = "egress-proxy"
+SANDBOX_NETWORK = "sandbox"
+OUTBOUND_NETWORK = "outbound"
+LOG_VOLUME = "egress-log"
+
+
+def default_subnet(where: str) -> str:
+    """A /24 for the sandbox network, fixed per output directory (static addresses: the agent has no DNS), in
+    10.220.0.0/14 so that two projects rarely meet; `--subnet` chooses another."""
+    digest = hashlib.sha256(where.encode()).digest()
+    return f"10.{220 + digest[0] % 4}.{digest[1]}.0/24"
+
+
+def _sizes(value: str) -> str:
+    return value.lower()
+
+
+def compose_service(flags: Sequence[str]) -> dict[str, Any]:
+    """The tier's `run` flags as a Compose service, flag by flag; a flag with no translation is an error (the
+    hardening must never be dropped on the way)."""
+    service: dict[str, Any] = {}
+
+    def add(key: str, value: Any) -> None:
+        service.setdefault(key, []).append(value)
+
+    for flag in flags:
+        name, _, value = flag.partition("=")
+        if name == "--user":
+            service["user"] = value
+        elif name == "--cap-drop":
+            add("cap_drop", value)
+        elif name == "--cap-add":
+            add("cap_add", value)
+        elif name == "--security-opt":
+            add("security_opt", value)
+        elif name == "--read-only":
+            service["read_only"] = True
+        elif name == "--tmpfs":
+            add("tmpfs", value)
+        elif name == "--mount" and value.startswith("type=volume,target="):
+            add("volumes", value.split("target=", 1)[1])  # an anonymous volume: the tier's scratch directory
+        elif name == "--memory":
+            service["mem_limit"] = _sizes(value)
+        elif name == "--memory-swap":
+            service["memswap_limit"] = _sizes(value)
+        elif name == "--cpus":
+            service["cpus"] = float(value)
+        elif name == "--pids-limit":
+            service["pids_limit"] = int(value)
+        elif name == "--network":
+            service["networks"] = ["none"] if value == "none" else [SANDBOX_NETWORK]
+        elif name == "--dns":
+            add("dns", value)
+        elif name == "--sysctl":
+            key, _, number = value.partition("=")
+            service.setdefault("sysctls", {})[key] = int(number) if number.isdigit() else number
+        elif name == "--label":
+            key, _, text = value.partition("=")
+            service.setdefault("labels", {})[key] = text
+        else:
+            raise ValueError(f"no Compose translation for the run flag {flag!r}")
+    if service.get("networks") == ["none"]:
+        del service["networks"]
+        service["network_mode"] = "none"
+    return service
+
+
+def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet: str, uid: int = 1000,
+                       gid: int = 1000) -> dict[str, str]:
+    """devcontainer.json, compose.yaml and squid.conf for a proxied tier (written side by side in .devcontainer/)."""
+    from .squid import render_squid
+
+    if profile.network.mode is not NetworkMode.PROXIED:
+        raise ValueError(f"{profile.name} is not a proxied tier: its devcontainer.json stands alone")
+    network = ipaddress.ip_network(subnet)
+    proxy_address = str(list(network.hosts())[1])  # .2 (.1 is the bridge)
+    spec = run_spec(profile, uid=uid, gid=gid)
+    agent = compose_service(spec.flags)
+    agent["image"] = image
+    # fixed values, then the API keys by name from the environment `devcontainer up` runs in (empty when unset,
+    # as the Dev Containers CLI's ${localEnv:...} gives them)
+    agent["environment"] = [f"{name}={value}" for name, value in spec.env] + [
+        f"{name}=${{{name}:-}}" for name in spec.passthrough_env]
+    ro = ":ro" if spec.workspace_mode == "ro" else ""
+    agent.setdefault("volumes", []).insert(0, f"..:{WORKSPACE}{ro}")
+    agent["volumes"] += [f"{m.source.replace('${localEnv:', '${')}:{m.target}{':ro' if m.readonly else ''}"
+                         for m in spec.mounts]
+    agent["extra_hosts"] = [f"{egress.PROXY_HOST}:{proxy_address}"]
+    agent["depends_on"] = [PROXY_SERVICE]
+    proxy = {
+        "image": proxy_image,
+        **compose_service(egress.PROXY_FLAGS),
+        "volumes": [f"./squid.conf:{egress.PROXY_CONFIG}:ro", f"{LOG_VOLUME}:{egress.PROXY_LOG_DIR}"],
+        "networks": {SANDBOX_NETWORK: {"ipv4_address": proxy_address}, OUTBOUND_NETWORK: {}},
+    }
+    compose = {
+        "services": {AGENT_SERVICE: agent, PROXY_SERVICE: proxy},
+        "networks": {
+            # internal: no route out; podman-compose: without aardvark-dns (it forwards outside names)
+            SANDBOX_NETWORK: {"internal": True, "ipam": {"config": [{"subnet": str(network)}]},
+                              "x-podman.disable_dns": True},
+            OUTBOUND_NETWORK: {},
+        },
+        "volumes": {LOG_VOLUME: {}},
+    }
+    config = {
+        "name": f"Agent Sandbox ({profile.name})",
+        "dockerComposeFile": [COMPOSE_FILE],
+        "service": AGENT_SERVICE,
+        "runServices": [AGENT_SERVICE, PROXY_SERVICE],
+        "workspaceFolder": WORKSPACE,
+        "shutdownAction": "stopCompose",
+        "overrideCommand": True,
+        "remoteUser": profile.container.user,
+        "containerUser": profile.container.user,
+        "updateRemoteUserUID": False,
+        "customizations": {"agent-sandbox": {"tier": profile.name, "egressLog": f"volume {LOG_VOLUME}"}},
+    }
+    header = (f"# .devcontainer/{COMPOSE_FILE}: tier {profile.name}, written by `agent-sandbox policy compile "
+              f"{profile.name} --target devcontainer`.\n# The agent service carries exactly the tier's run flags; "
+              "its only way out is the egress-proxy service.\n")
+    return {
+        "devcontainer.json": json.dumps(config, indent=2) + "\n",
+        COMPOSE_FILE: header + _yaml(compose),
+        "squid.conf": render_squid(profile, sandbox=f"devcontainer-{profile.name}", subnet=str(network)),
+    }
+
+
+def _yaml(data: Any) -> str:
+    """YAML that YAML 1.1 readers (docker-compose's PyYAML) read alike: `1000:1000` quoted (else base 60)."""
+    import io
+    import re
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    def quoted(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: quoted(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [quoted(v) for v in value]
+        if isinstance(value, str) and re.fullmatch(r"[0-9:.]+", value):
+            return DoubleQuotedScalarString(value)
+        return value
+
+    data = quoted(data)
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 120
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
