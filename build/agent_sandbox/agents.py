@@ -38,7 +38,10 @@ CODEX_QUIET = ("-c", "analytics.enabled=false", "-c", "check_for_update_on_start
 
 # Per (agent, provider): the variables that point the agent at the gateway (value None: the gateway's base URL).
 GATEWAY_ENV: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
-    ("claude", "anthropic"): (("ANTHROPIC_BASE_URL", None), ("ANTHROPIC_API_KEY", PLACEHOLDER)),
+    # The gateway forwards to api.anthropic.com unchanged: Claude Code may treat it as first party (else it turns
+    # off what only Anthropic's own API offers; docs/agents.md). An internal switch of Claude Code 2.1.
+    ("claude", "anthropic"): (("ANTHROPIC_BASE_URL", None), ("ANTHROPIC_API_KEY", PLACEHOLDER),
+                              ("_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL", "1")),
     ("gemini", "gemini"): (("GOOGLE_GEMINI_BASE_URL", None), ("GEMINI_API_KEY", PLACEHOLDER)),
     ("aider", "anthropic"): (("ANTHROPIC_BASE_URL", None), ("ANTHROPIC_API_KEY", PLACEHOLDER)),
     ("aider", "openai"): (("OPENAI_API_BASE", "/v1"), ("OPENAI_API_KEY", PLACEHOLDER)),
