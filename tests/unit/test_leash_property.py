@@ -371,15 +371,18 @@ def _overlap_ignoring_ports(a, b):
     return a.is_any or b.is_any or leash._names_overlap(a.host, b.host)
 
 
+# (module of the compiler package, function, mutant, ...): a mutant replaces the function where it is called from
 MUTANTS = [
-    pytest.param("_shadowed", lambda emits: [], execs, check_exec, id="exec-accepts-permit-under-forbid"),
-    pytest.param("_ties", lambda entries: [], execs, check_exec, id="exec-accepts-equal-paths"),
-    pytest.param("_check_count", lambda *args: None, execs, check_exec, id="exec-accepts-over-64-rules"),
-    pytest.param("_check_path", lambda *args: None, execs, check_exec, id="exec-accepts-long-paths"),
-    pytest.param("_emits", _keep_every_forbid, execs, check_exec, id="exec-refuses-redundant-forbids"),
-    pytest.param("_check_overlaps", lambda *args: None, networks, check_network, id="net-accepts-overlaps"),
-    pytest.param("_check_open_denies", lambda *args: None, networks, check_network, id="net-accepts-wildcard-deny"),
-    pytest.param("_hosts_overlap", _overlap_ignoring_ports, networks, check_network, id="net-refuses-disjoint-ports"),
+    pytest.param("prefixes", "_shadowed", lambda emits: [], execs, check_exec, id="exec-accepts-permit-under-forbid"),
+    pytest.param("prefixes", "_ties", lambda entries: [], execs, check_exec, id="exec-accepts-equal-paths"),
+    pytest.param("sections", "_check_count", lambda *args: None, execs, check_exec, id="exec-accepts-over-64-rules"),
+    pytest.param("sections", "_check_path", lambda *args: None, execs, check_exec, id="exec-accepts-long-paths"),
+    pytest.param("prefixes", "_emits", _keep_every_forbid, execs, check_exec, id="exec-refuses-redundant-forbids"),
+    pytest.param("sections", "_check_overlaps", lambda *args: None, networks, check_network, id="net-accepts-overlaps"),
+    pytest.param("sections", "_check_open_denies", lambda *args: None, networks, check_network,
+                 id="net-accepts-wildcard-deny"),
+    pytest.param("sections", "_hosts_overlap", _overlap_ignoring_ports, networks, check_network,
+                 id="net-refuses-disjoint-ports"),
 ]
 FIND = settings(
     max_examples=2000, phases=[Phase.generate], deadline=None, database=None, derandomize=True,
@@ -387,9 +390,13 @@ FIND = settings(
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("name, mutant, strategy, check", MUTANTS)
-def test_the_property_fails_for_a_mutated_compiler(monkeypatch, name, mutant, strategy, check):
-    monkeypatch.setattr(leash, name, mutant)
+@pytest.mark.parametrize("module, name, mutant, strategy, check", MUTANTS)
+def test_the_property_fails_for_a_mutated_compiler(monkeypatch, module, name, mutant, strategy, check):
+    import importlib
+
+    target = importlib.import_module(f"agent_sandbox.compilers.leash.{module}")
+    assert hasattr(target, name), f"{module}.{name}: the mutant would replace nothing"
+    monkeypatch.setattr(target, name, mutant)
 
     def violated(value: object) -> bool:
         try:
