@@ -73,9 +73,9 @@ class Engine:
         return process.stream(self.argv(*args), on_line=on_line, cwd=engine_cwd())
 
     def answers(self, *, timeout: float = 15) -> bool:
-        """True if the engine (for docker: its daemon) answers `info`."""
+        """True if the engine (for docker: its daemon) answers `version` (`info` costs podman 0.2 s more)."""
         try:
-            return self.run(["info", "--format", "{{json .}}"], check=False, timeout=timeout).ok
+            return self.run(["version", "--format", "{{json .}}"], check=False, timeout=timeout).ok
         except CommandFailed:  # timed out
             return False
 
@@ -111,6 +111,17 @@ class Engine:
 
     def network_exists(self, name: str) -> bool:
         return self.run(["network", "inspect", name], check=False).ok
+
+    def existing(self, containers: Sequence[str] = (), networks: Sequence[str] = ()) -> set[str]:
+        """Which of these containers and networks exist (two commands, whatever their number)."""
+        found: set[str] = set()
+        if containers:
+            names = self.run(["ps", "--all", "--format", "{{.Names}}"], check=False).out.split()
+            found |= set(containers) & set(names)
+        if networks:
+            names = self.run(["network", "ls", "--format", "{{.Name}}"], check=False).out.split()
+            found |= set(networks) & set(names)
+        return found
 
     def container_exists(self, name: str) -> bool:
         return self.run(["container", "inspect", name], check=False).ok

@@ -8,6 +8,7 @@ interrupts it (Ctrl-C, SIGTERM via cli/signals). The proxy's log stays in the st
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -169,8 +170,10 @@ def prepare_proxy_files(plan: Plan, subnet: str) -> None:
 
 def ensure_outbound_network(engine: Engine, name: str) -> None:
     """The routed network the proxies join: created when missing; an internal one would give no egress at all."""
-    if engine.network_exists(name):
-        if is_internal(engine.inspect(name, kind="network")):
+    found = engine.run(["network", "inspect", name], check=False)
+    if found.ok:
+        info = json.loads(found.out)
+        if is_internal(info[0] if isinstance(info, list) and info else info):
             raise EnvironmentProblem(f"network {name} is internal: the egress proxy needs a routed network there "
                                      f"(remove it: {engine.name} network rm {name})")
         return
@@ -179,9 +182,13 @@ def ensure_outbound_network(engine: Engine, name: str) -> None:
         raise CommandFailed(f"cannot create network {name}: {result.err.strip()}")
 
 
-def address_on(engine: Engine, container: str, network: str) -> str:
-    networks = engine.inspect(container).get("NetworkSettings", {}).get("Networks", {}) or {}
-    address = (networks.get(network) or {}).get("IPAddress") or ""
+def address_on(engine: Engine, container: str, network: str, role: str = "container") -> str:
+    """The container's address on `network`; CommandFailed (with its log) if it is not running."""
+    info = engine.inspect(container)
+    if not (info.get("State") or {}).get("Running"):
+        logs = engine.run(["logs", container], check=False)
+        raise CommandFailed(f"the {role} {container} stopped: {(logs.out + logs.err).strip()[-500:]}")
+    address = ((info.get("NetworkSettings", {}).get("Networks", {}) or {}).get(network) or {}).get("IPAddress")
     if not address:
         raise CommandFailed(f"{container} has no address on {network}")
     return str(address)
@@ -192,20 +199,20 @@ def check_start(engine: Engine, request: Request) -> None:
     check_name(request.name)
     if not request.workspace.is_dir():
         raise InputError(f"{request.workspace}: the workspace must be an existing directory")
-    if not engine.image_exists(request.image):
-        raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it first "
-                                 "(`agent-sandbox build`)")
     plan = Plan(request)
-    for container in filter(None, (plan.container, plan.proxy)):
-        if engine.container_exists(container):
-            raise InputError(f"a container named {container} exists already: choose another --name, or remove it "
-                             f"(agent-sandbox rm {request.name}, or {engine.name} rm -f {container})")
-    if plan.network is not None and engine.network_exists(plan.network):
-        raise InputError(f"a network named {plan.network} exists already: choose another --name, or remove it "
-                         f"(agent-sandbox rm {request.name}, or {engine.name} network rm {plan.network})")
-    if request.proxied and not engine.image_exists(request.proxy_image):
+    images = [request.image] + ([request.proxy_image] if request.proxied else [])
+    if not engine.run(["image", "inspect", "--format", "{{.Id}}", *images], check=False).ok:  # one call when all exist
+        if not engine.image_exists(request.image):
+            raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it "
+                                     "first (`agent-sandbox build`)")
         raise EnvironmentProblem(f"the egress proxy image {request.proxy_image} is not in {engine.name}'s storage: "
                                  f"build it (`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")
+    taken = engine.existing(containers=[c for c in (plan.container, plan.proxy) if c],
+                            networks=[plan.network] if plan.network else [])
+    if taken:
+        name = sorted(taken)[0]
+        raise InputError(f"{name} exists already (a container or network of that name): choose another --name, or "
+                         f"remove it (agent-sandbox rm {request.name})")
     if request.ca_bundle is not None and not request.ca_bundle.is_file():
         raise InputError(f"{request.ca_bundle}: no such CA bundle file")
 
@@ -268,27 +275,15 @@ def start_sandbox(
             if request.gateway:
                 eng.run(plan.keys_delivery(), stdin=keys_file(request.gateway, keys or {}))
             eng.run(plan.proxy_connect())
-            if not eng.running(plan.proxy):
-                raise CommandFailed(f"the egress proxy {plan.proxy} stopped: {box.logs(plan.proxy).strip()[-500:]}")
-            box.proxy_address = address_on(eng, plan.proxy, plan.network)
+            box.proxy_address = address_on(eng, plan.proxy, plan.network, "egress proxy")
         box.undo.append(eng.remove_container_argv(plan.container))
         eng.run(plan.agent_run(box.proxy_address, command=command), env=engine_env({}))
-        if command is None:
-            wait_until(box.running, ready_timeout, lambda: f"container {name} did not start: {box.logs()[-500:]}")
-            if plan.proxy is not None:
-                wait_for_proxy(box, ready_timeout)
+        if command is None and plan.proxy is not None:
+            wait_for_proxy(box, ready_timeout)  # an exec in the agent: it runs, and it reaches its proxy
     except BaseException:
         box.remove()
         raise
     return box
-
-
-def wait_until(ready: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise CommandFailed(failure())
-        time.sleep(0.1)
 
 
 # Run inside the agent container (bash, no other tool): until the proxy answers a request for its readiness name

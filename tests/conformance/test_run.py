@@ -144,14 +144,17 @@ def test_an_engine_that_does_not_answer_is_exit_3(session):
     assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
 
 
-def test_api_keys_reach_the_agent_by_name_only(session):
-    """Set in the user's environment, the agent's key is in the agent's process, not in the container's
-    configuration (inspect), and not on any command line."""
+@pytest.mark.parametrize("run_tier", ["strict", "standard"])
+def test_keys_inside_reach_the_agent_by_name_only(session, run_tier):
+    """With --keys-inside (strict: else the key gateway holds it) or in an open tier, the key the user set is in
+    the agent's process, not in the container's configuration (inspect), not on any command line."""
     name = new_name("as-run-key")
     secret = "sk-conformance-" + os.urandom(6).hex()
-    script = 'echo key=$ANTHROPIC_API_KEY; tr "\\0" "\\n" < /proc/1/environ | grep -c "$ANTHROPIC_API_KEY" || true'
-    proc = cli(session, *base_args(session, "strict", name, session.new_workspace("key")), "--keep", "shell", "--",
-               "-c", script, env={"ANTHROPIC_API_KEY": secret})
+    script = ('echo key=$ANTHROPIC_API_KEY; tr "\\0" "\\n" < /proc/1/environ | grep -c -F -e "x${ANTHROPIC_API_KEY}" '
+              "-e \"=${ANTHROPIC_API_KEY}\" || true")
+    extra = ["--keys-inside"] if run_tier == "strict" else []
+    proc = cli(session, *base_args(session, run_tier, name, session.new_workspace("key")), "--keep", *extra,
+               "shell", "--", "-c", script, env={"ANTHROPIC_API_KEY": secret})
     out, err = proc.communicate(timeout=120)
     try:
         assert proc.returncode == 0, err

@@ -23,7 +23,7 @@ from ..agents import SHELL, AgentLaunch, launch_for
 from ..compilers import gateway
 from ..images import Provider
 from ..engine import ENGINES, Engine, detect_engine
-from ..errors import EnvironmentProblem, InputError, Location
+from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
 from ..labels import LABEL_AGENTS, LABEL_TIER
 from ..model import NetworkMode, Profile
 from ..process import run as run_command
@@ -50,9 +50,9 @@ def resolve_workspace(given: Path | None) -> Path:
     return path
 
 
-def image_agents(engine: Engine, image: str) -> tuple[str, ...]:
+def image_agents(engine: Engine, image: str, labels: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The agents an image holds, from its label (written by both backends)."""
-    value = engine.image_labels(image).get(LABEL_AGENTS, "")
+    value = (engine.image_labels(image) if labels is None else labels).get(LABEL_AGENTS, "")
     return tuple(a for a in value.split(",") if a)
 
 
@@ -239,11 +239,13 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
         check_name(name)
     ws = resolve_workspace(workspace)
     eng = detect_engine(engine)
-    if not eng.image_exists(image):
+    try:
+        labels = eng.image_labels(image)  # one call: the image exists, and what it holds
+    except CommandFailed:
         raise EnvironmentProblem(f"image {image} is not in {eng.name}'s storage: build it (`make image`, "
-                                 "`agent-sandbox build`) or pass --image")
-    check_agent(agent, image_agents(eng, image), image)
-    profile = profiles.load_profile(tier or eng.image_labels(image).get(LABEL_TIER) or "strict")
+                                 "`agent-sandbox build`) or pass --image") from None
+    check_agent(agent, image_agents(eng, image, labels), image)
+    profile = profiles.load_profile(tier or labels.get(LABEL_TIER) or "strict")
     keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
     launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
