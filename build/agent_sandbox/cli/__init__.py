@@ -11,6 +11,7 @@ from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .build import build as build_command
 from .demo import demo as demo_command
+from .doctor import doctor as doctor_command
 from .pin import pin as pin_command
 from .policy import policy as policy_group
 from .run import rm as rm_command, run as run_command
@@ -30,6 +31,7 @@ cli.add_command(run_command)
 cli.add_command(rm_command)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
+cli.add_command(doctor_command)
 
 
 def main(argv: list[str] | None = None) -> int:
