@@ -335,9 +335,9 @@ def run_once(
         return int(result.out.strip().splitlines()[-1]), state, box.logs()
 
 
-def attach(argv: Sequence[str], env: Mapping[str, str]) -> int:
+def attach(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
     """Run an engine command attached to this terminal (stdin, stdout, stderr inherited); its exit status."""
-    proc = subprocess.Popen(list(argv), env=dict(env))
+    proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd)
     try:
         return proc.wait()
     except BaseException:

@@ -18,7 +18,7 @@ from pathlib import Path
 import attrs
 import click
 
-from .. import egress, images, profiles, runtime
+from .. import doctor, egress, images, leash_runner, profiles, runtime
 from ..agents import SHELL, AgentLaunch, launch_for
 from ..compilers import gateway
 from ..images import Provider
@@ -27,10 +27,14 @@ from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
 from ..labels import LABEL_AGENTS, LABEL_TIER
 from ..model import NetworkMode, Profile
 from ..process import run as run_command
-from ..sandbox import SANDBOX_LABEL, check_name, new_name
+from ..compilers.leash import compile_leash
+from ..fsutil import atomic_write
+from ..process import which as process_which
+from ..sandbox import SANDBOX_LABEL, check_name, new_name, sandbox_state_dir
 from ..signals import sigterm_unwinds
 
 DEFAULT_IMAGE = "localhost/agent-sandbox-devcontainer:latest"
+ENFORCERS = ("container", "leash", "auto")
 
 
 def git_toplevel(directory: Path) -> Path:
@@ -163,9 +167,14 @@ def key_line(keys: KeyPlan) -> str:
               help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.")
 @click.option("--keys-inside", is_flag=True,
               help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).")
+@click.option("--enforcer", type=click.Choice(ENFORCERS), default="container", show_default=True,
+              help="container: the tier's flags, network and proxy; leash: under StrongDM Leash; auto: Leash where "
+                   "this host can enforce it.")
+@click.option("--allow-degraded", is_flag=True, help="Run under Leash on a host that cannot enforce every rule.")
 def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | None, engine: str | None,
         image: str, name: str | None, keep: bool, ca_bundle: Path | None, env_pairs: tuple[str, ...],
-        outbound_network: str, proxy_hosts: tuple[str, ...], keys_inside: bool) -> None:
+        outbound_network: str, proxy_hosts: tuple[str, ...], keys_inside: bool, enforcer: str,
+        allow_degraded: bool) -> None:
     """Run AGENT (an agent the image holds, or `shell`) in a sandbox; arguments after `--` go to the agent.
 
     \b
@@ -177,7 +186,8 @@ def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | N
         args = args[1:]
     options = RunOptions(tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
                          ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network,
-                         proxy_hosts=parse_hosts(proxy_hosts), keys_inside=keys_inside)
+                         proxy_hosts=parse_hosts(proxy_hosts), keys_inside=keys_inside, enforcer=enforcer,
+                         allow_degraded=allow_degraded)
     raise click.exceptions.Exit(run_agent(agent, args, options))
 
 
@@ -226,6 +236,8 @@ class RunOptions:
     outbound_network: str = egress.OUTBOUND_NETWORK
     proxy_hosts: tuple[tuple[str, str], ...] = ()
     keys_inside: bool = False
+    enforcer: str = "container"  # container | leash | auto
+    allow_degraded: bool = False
 
 
 def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapping[str, str] | None = None,
@@ -246,9 +258,12 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
                                  "`agent-sandbox build`) or pass --image") from None
     check_agent(agent, image_agents(eng, image, labels), image)
     profile = profiles.load_profile(tier or labels.get(LABEL_TIER) or "strict")
+    tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
+    leash = choose_leash(options, eng)
+    if leash is not None:
+        return run_under_leash(agent, args, options, leash, eng, image, profile, ws, env, name or new_name())
     keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
     launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
-    tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
     with sigterm_unwinds():
         box = runtime.start_sandbox(image, profile, engine=eng, workspace=ws, name=name or new_name(),
                                     host_env=env, ca_bundle=ca_bundle, extra_env=(*launch.env, *agent_env),
@@ -263,6 +278,57 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
             if keep:
                 click.echo(f"agent-sandbox: kept {box.name}: remove it with `agent-sandbox rm {box.name}`", err=True)
             box.remove()
+
+
+def choose_leash(options: RunOptions, eng: Engine) -> str | None:
+    """The leash executable when the run goes under Leash: `leash` (refused, with the reasons, where this host
+    cannot enforce a tier as declared, unless --allow-degraded), `auto` (Leash where it can enforce), else None."""
+    if options.enforcer == "container":
+        return None
+    exe = process_which("leash")
+    if exe is None:
+        if options.enforcer == "auto":
+            return None
+        raise EnvironmentProblem("--enforcer leash: the leash CLI is not installed (nix build .#leash; see "
+                                 "`agent-sandbox doctor`)")
+    problems = doctor.can_enforce_leash(doctor.gather(eng))
+    if problems and options.enforcer == "auto":
+        return None
+    if problems and not options.allow_degraded:
+        raise EnvironmentProblem("this host cannot enforce the tier under Leash: " + "; ".join(problems)
+                                 + " (see `agent-sandbox doctor`; --allow-degraded runs it anyway, weaker)")
+    return exe
+
+
+def run_under_leash(agent: str, args: Sequence[str], options: RunOptions, exe: str, eng: Engine, image: str,
+                    profile: Profile, workspace: Path, env: Mapping[str, str], name: str) -> int:
+    """Leash starts the target itself, from `workspace` (mounted at the same path); its log stays in the
+    sandbox's state directory. Keys go inside by name: under Leash there is no key gateway."""
+    catalog = images.load_catalog()
+    keys = plan_keys(agent, profile, env, keys_inside=True)
+    launch = launch_for(agent, args, catalog, (), keys.inside)
+    state = sandbox_state_dir(name, env)
+    runtime.make_state_dir(state)
+    version = leash_runner.leash_version(exe)
+    run = leash_runner.invocation(exe=exe, version=version, image=image, command=launch.command,
+                                  workspace=workspace, state_dir=state, key_names=keys.inside)
+    atomic_write(run.policy_file, compile_leash(profile), mode=0o600)
+    run.log_dir.mkdir(mode=0o700, exist_ok=True)
+    problems = doctor.can_enforce_leash(doctor.gather(eng))
+    lines = [
+        f"agent-sandbox: {agent} in a {profile.name} sandbox under Leash {version} ({name})",
+        f"  workspace  {workspace} (Leash mounts it at the same path)",
+        "  container  NOT the tier's flags: Leash's runner passes none (capabilities, limits, read-only root, "
+        "network); commands enter as the image user without capabilities, with no_new_privs (the image's hook)",
+        "  egress     Leash's proxy (80/443 names) and kernel connect rules; no egress proxy, no key gateway",
+        f"  Leash      policy {run.policy_file}; log {run.log_dir}"
+        + (f"; DEGRADED: {'; '.join(problems)}" if problems else ""),
+        f"  API keys   {key_line(keys)}",
+    ]
+    click.echo("\n".join(lines), err=True)
+    with sigterm_unwinds():
+        leash_env = {**runtime.engine_env({k: env[k] for k in keys.inside}), **run.env}
+        return runtime.attach(run.argv, leash_env, cwd=run.cwd)
 
 
 @click.command()
