@@ -217,7 +217,10 @@ pkgs.dockerTools.buildLayeredImage {
     chmod 0755 ./workspace
   '';
   config = {
-    User = user;
+    # root so that Leash's bootstrap (leash-entry, run as the image's USER) can install its CA; a root login shell
+    # continues as `user` without capabilities (etc/profile.d/00-agent-sandbox-user.sh), and agent-sandbox's
+    # runs and devcontainers start as `user` (--user, containerUser)
+    User = "0:0";
     WorkingDir = "/workspace";
     Env = [
       "HOME=${home}"
@@ -231,7 +234,7 @@ pkgs.dockerTools.buildLayeredImage {
       # VS Code Remote: libraries for VS Code's node binary without patching it
       "LD_LIBRARY_PATH=${pkgs.glibc}/lib:${pkgs.stdenv.cc.cc.lib}/lib"
     ];
-    Cmd = [ shell ];
+    Cmd = [ shell "-l" ];
     Labels = defaultLabels // labels;
   } // extraConfig;
   maxLayers = 100;

@@ -34,10 +34,13 @@ def test_metadata_label_is_the_compiled_tier(session):
 
 
 def test_image_user_and_workdir(session):
+    """root, for Leash's bootstrap (test_leash_target.py shows what enters afterwards is the user); a login shell as
+    the default command; /workspace."""
     config = _config(session)
-    tier = _image_tier(session)
-    user = profiles.load_profile(tier).container.user if tier else "vscode"
-    assert config.get("User", "").split(":")[0] in (user, str(session.uid)), f"image User is {config.get('User')!r}"
+    if METADATA_LABEL not in (config.get("Labels") or {}):
+        pytest.skip(f"{session.image} was not built by agent-sandbox")
+    assert config.get("User", "").split(":")[0] in ("0", "root"), f"image User is {config.get('User')!r}"
+    assert (config.get("Cmd") or [])[-1:] == ["-l"], f"image Cmd is {config.get('Cmd')!r}: not a login shell"
     assert config.get("WorkingDir") == WORKSPACE, f"image WorkingDir is {config.get('WorkingDir')!r}"
 
 

@@ -16,7 +16,7 @@ from agent_sandbox import conformance, profiles, runtime
 from agent_sandbox.compilers.runargs import run_args
 from agent_sandbox.model import WORKSPACE
 
-from .conftest import require_python3
+from .conftest import OUTSIDE_NETWORK, require_python3
 
 Check = Callable[[conformance.Expectations, conformance.Probe, Any], None]
 
@@ -98,7 +98,7 @@ CASES = [
     pytest.param("strict", "root", (), _identity, r"uid 0 \(root\)", id="strict-as-root"),
     pytest.param("paranoid", "drop", ("--read-only",), _root, "mounted rw", id="paranoid-without-read-only-root"),
     pytest.param("paranoid", "drop", ("--network=",), _interfaces, "loopback only", id="paranoid-on-a-network"),
-    pytest.param("strict", "drop", ("--network=",), _outside, "reached the outside server", id="strict-on-an-open-network"),
+    pytest.param("strict", "also-routed", (), _outside, "reached the outside server", id="strict-also-on-an-open-network"),
     pytest.param("strict", "drop", ("--pids-limit=",), _limits, "pids.max", id="strict-without-pids-limit"),
     pytest.param("standard", "drop", ("--memory=", "--memory-swap="), _limits, "memory limit",
                  id="standard-without-memory-limit"),
@@ -128,11 +128,16 @@ def test_weakened_sandbox_is_caught(weakened_tier, how, flags, check: Check, com
         adjust = _host_dir_as_scratch(session)
     elif how == "root":
         adjust = _as_root
+    elif how == "also-routed":  # the tier's flags as they are; the agent joins the outside server's network after
+        adjust = None
     else:
         adjust = _plus_fake_aws(session)
     tier_flags = run_args(profile, workspace="/w", host_env=session.host_env(), uid=session.uid, gid=session.gid)
-    assert adjust(list(tier_flags)) != tier_flags, "the weakening changes nothing"
+    assert adjust is None or adjust(list(tier_flags)) != tier_flags, "the weakening changes nothing"
     weak = session.start(profile, label=f"weakened-{weakened_tier}", adjust=adjust)
+    if how == "also-routed":
+        request.getfixturevalue("outside")
+        session.engine.run(["network", "connect", OUTSIDE_NETWORK, weak.name])
     try:
         probe = conformance.Probe(testinfra.get_host(weak.host_spec))
         with pytest.raises(conformance.ConformanceFailure, match=complaint):

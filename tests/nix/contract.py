@@ -45,15 +45,22 @@ def check_contents(args: dict[str, Any], image: Image, catalog: Catalog, agents:
     assert got == expected_contents(image, catalog, agents), f"contents {got}"
 
 
+LOGIN_HOOK = "etc/profile.d/00-agent-sandbox-user.sh"
+
+
 def check_config(args: dict[str, Any], image: Image, user: str = "vscode") -> None:
     config = args["config"]
-    assert config["User"] == user and config["User"] not in ("root", "0"), f"User {config['User']!r}"
+    # root for Leash's bootstrap, and only with the login hook that continues as the user (in the image's tree)
+    assert config["User"] == "0:0", f"User {config['User']!r}"
+    assert (image.path.parent / "rootfs" / LOGIN_HOOK).is_file(), f"{LOGIN_HOOK} is not in the image's tree"
     assert config["WorkingDir"] == "/workspace", config["WorkingDir"]
     env = env_of(config)
     assert env["HOME"] == f"/home/{user}" and env["USER"] == user, env
     assert env["SSL_CERT_FILE"] == CA_BUNDLE and env["NIX_SSL_CERT_FILE"] == CA_BUNDLE, env
     assert "/bin" in env["PATH"].split(":") and "NIX_PATH" in env, env
-    assert len(config["Cmd"]) == 1 and attr_of(config["Cmd"][0].removesuffix("/bin/bash")) == "bashInteractive"
+    cmd = config["Cmd"]
+    assert len(cmd) == 2 and cmd[1] == "-l", f"Cmd {cmd}: the default command is a login shell (the hook makes it the user's)"
+    assert attr_of(cmd[0].removesuffix("/bin/bash")) == "bashInteractive", f"Cmd {cmd}"
     assert "Entrypoint" not in config, "Leash injects its own entrypoint; the image must not set one"
     assert args["enableFakechroot"] is True and 1 < args.get("maxLayers", 100) <= 125
 

@@ -267,7 +267,11 @@ def test_stand_in_rejects_unknown_attributes(harness: Harness) -> None:
 
 # ------------------------------------------------------------------ the contract checks can fail
 MUTATIONS = {
-    "runs-as-root": ("nixlib/mk-dev-container.nix", "    User = user;\n", '    User = "root";\n', "User"),
+    # root without a login shell would stay root: the default command must be one (the hook makes it the user's)
+    "root-shell-not-a-login-shell": ("nixlib/mk-dev-container.nix", '    Cmd = [ shell "-l" ];\n',
+                                     "    Cmd = [ shell ];\n", "Cmd"),
+    "image-tree-not-copied": ("nixlib/mk-dev-container.nix", "    cp -R --no-preserve=ownership ${tree}/. ./\n", "\n",
+                              "tree"),
     "setuid-sudo": (
         "nixlib/mk-dev-container.nix",
         "    chmod 0700 ./root\n",

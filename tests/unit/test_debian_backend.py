@@ -170,11 +170,13 @@ def test_unknown_revision_leaves_the_label_out(image: Image, catalog: Catalog) -
     assert "org.opencontainers.image.revision" not in plan_of(image, catalog, revision="").labels
 
 
-def test_config_runs_as_the_user_in_the_workspace(image: Image, catalog: Catalog) -> None:
+def test_config_is_root_with_a_login_shell_in_the_workspace(image: Image, catalog: Catalog) -> None:
+    """root for Leash's bootstrap; the default command a login shell, which the image's hook hands to the user."""
     config = plan_of(image, catalog).config
-    assert config["User"] == "1000"
+    assert config["User"] == "0:0"
     assert config["WorkingDir"] == "/workspace"
-    assert config["Cmd"] == ["bash"]
+    assert config["Cmd"] == ["bash", "-l"]
+    assert "/etc/profile.d/00-agent-sandbox-user.sh" in debian.plan_build("agent-sandbox-devcontainer", env={}).files
     assert config["Env"]["HOME"] == "/home/vscode"
     assert config["Env"]["SSL_CERT_FILE"] == "/etc/ssl/certs/ca-certificates.crt"
 
@@ -184,7 +186,7 @@ def test_containerfile_copies_policies_and_sets_config(image: Image, catalog: Ca
     plan = plan_of(image, catalog)
     text = dp.containerfile("localhost/parent:x", plan.config)
     assert text.startswith("FROM localhost/parent:x\nCOPY rootfs/ /\n")
-    assert "USER 1000" in text and "WORKDIR /workspace" in text and 'CMD ["bash"]' in text
+    assert "USER 0:0" in text and "WORKDIR /workspace" in text and 'CMD ["bash", "-l"]' in text
     assert "NODE_EXTRA_CA_CERTS" not in text and "PIP_CERT" not in text
 
 

@@ -321,17 +321,26 @@ def containerfile(parent: str, config: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ labels and config
+# The image's user is root so that Leash's bootstrap can install its CA (leash-entry runs as the image's USER and
+# needs root); a root login shell continues as the sandbox user (images/<image>/rootfs/etc/profile.d/00-...),
+# and agent-sandbox's runs and devcontainers start as the sandbox user (`--user`, containerUser).
+IMAGE_USER = "0:0"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
 def image_config(user: User) -> dict[str, Any]:
     return {
-        "User": f"{user.uid}",
+        "User": IMAGE_USER,
         "WorkingDir": "/workspace",
         "Env": {
             "PATH": PATH,
             "HOME": user.home,
             "USER": user.name,
-            "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+            # the system bundle (a CA Leash installs counts) for OpenSSL, curl, Python's requests and pip
+            "SSL_CERT_FILE": CA_BUNDLE,
+            "REQUESTS_CA_BUNDLE": CA_BUNDLE,
         },
-        "Cmd": ["bash"],
+        "Cmd": ["bash", "-l"],
     }
 
 
