@@ -9,6 +9,7 @@ import click
 from ..errors import SandboxError
 from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
+from .audit import audit as audit_command
 from .build import build as build_command
 from .demo import demo as demo_command
 from .doctor import doctor as doctor_command
@@ -32,6 +33,7 @@ cli.add_command(rm_command)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
 cli.add_command(doctor_command)
+cli.add_command(audit_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,6 +270,8 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
                                     outbound_network=outbound_network, proxy_hosts=options.proxy_hosts,
                                     gateway=keys.gateway, keys={p.key: env[p.key] for p in keys.gateway})
         box.keep = keep
+        write_sandbox_info(box.state_dir, agent=agent, tier=profile.name, image=image, engine=eng.name,
+                           enforcer="container")
         try:
             click.echo(banner(box, agent, keys, launch), err=True)
             argv = box.exec_argv(launch.command, tty=tty, env_names=keys.inside, workdir="/workspace")
@@ -278,6 +280,15 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
             if keep:
                 click.echo(f"agent-sandbox: kept {box.name}: remove it with `agent-sandbox rm {box.name}`", err=True)
             box.remove()
+
+
+def write_sandbox_info(state: Path, **info: str) -> None:
+    """sandbox.json in the state directory: what ran there (the audit trail reads agent and tier from it)."""
+    import datetime as dt
+    import json
+
+    info["started"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    atomic_write(state / "sandbox.json", json.dumps(info, indent=2) + "\n", mode=0o600)
 
 
 def choose_leash(options: RunOptions, eng: Engine) -> str | None:
@@ -313,6 +324,7 @@ def run_under_leash(agent: str, args: Sequence[str], options: RunOptions, exe: s
     run = leash_runner.invocation(exe=exe, version=version, image=image, command=launch.command,
                                   workspace=workspace, state_dir=state, key_names=keys.inside)
     atomic_write(run.policy_file, compile_leash(profile), mode=0o600)
+    write_sandbox_info(state, agent=agent, tier=profile.name, image=image, engine="docker", enforcer="leash")
     run.log_dir.mkdir(mode=0o700, exist_ok=True)
     problems = doctor.can_enforce_leash(doctor.gather(eng))
     lines = [
