@@ -42,10 +42,15 @@ python3Packages.buildPythonApplication {
     plumbum      # running podman, nix, mmdebstrap
   ];
 
+  # The wheel carries agent_sandbox/data/images (pyproject.toml's package-data, through the link in build/);
+  # should a setuptools not follow the link, the tree is copied here.
   postInstall = ''
     data="$out/${python3Packages.python.sitePackages}/agent_sandbox/data"
-    mkdir -p "$data"
-    cp -r images "$data/images"
+    if [ ! -e "$data/images/policies" ]; then
+      mkdir -p "$data"
+      rm -rf "$data/images"
+      cp -r images "$data/images"
+    fi
   '';
 
   pythonImportsCheck = [ "agent_sandbox" ];

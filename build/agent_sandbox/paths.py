@@ -9,11 +9,12 @@ from .errors import EnvironmentProblem
 
 
 def project_root() -> Path:
-    """The directory holding images/ (the repository). AGENT_SANDBOX_HOME overrides."""
+    """The directory holding images/: AGENT_SANDBOX_HOME, else the checkout this package is in, else the copy
+    installed with the package (agent_sandbox/data/images: the wheel carries the tiers, catalog and images)."""
     env = os.environ.get("AGENT_SANDBOX_HOME")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve()
-    candidates += [here.parent / "data", *here.parents]
+    candidates += [*here.parents[1:], here.parent / "data"]
     for candidate in candidates:
         if (candidate / "images" / "policies").is_dir():
             return candidate

@@ -197,12 +197,25 @@ def test_internal_networks_are_told_from_inspect(inspected, internal):
     assert engine.is_internal(inspected) is internal
 
 
-def test_an_internal_outbound_network_is_refused(monkeypatch):
+@pytest.mark.parametrize(("inspected", "refused"), [('[{"name": "n", "internal": true}]', True),
+                                                    ('[{"Name": "n", "Internal": false}]', False)])
+def test_an_internal_outbound_network_is_refused(monkeypatch, inspected, refused):
+    from agent_sandbox.process import Result
+
     podman = engine.Engine("podman", "podman")
-    monkeypatch.setattr(engine.Engine, "network_exists", lambda self, name: True)
-    monkeypatch.setattr(engine.Engine, "inspect", lambda self, name, kind: {"name": name, "internal": True})
-    with pytest.raises(EnvironmentProblem, match="internal"):
+    calls: list[list[str]] = []
+
+    def run(self, args, **_):
+        calls.append(list(args))
+        return Result(0, inspected, "")
+
+    monkeypatch.setattr(engine.Engine, "run", run)
+    if refused:
+        with pytest.raises(EnvironmentProblem, match="internal"):
+            runtime.ensure_outbound_network(podman, egress.OUTBOUND_NETWORK)
+    else:
         runtime.ensure_outbound_network(podman, egress.OUTBOUND_NETWORK)
+    assert calls == [["network", "inspect", egress.OUTBOUND_NETWORK]]  # an existing network is never re-created
 
 
 def test_replace_flag_swaps_a_value():
