@@ -89,11 +89,21 @@
         let
           pkgs = pkgsFor system;
           sandbox = perSystem.${system};
+          # the Leash release images/sources.toml pins (nixlib/leash.nix fetches its tarball)
+          leashPinned = (util.readToml ./images/sources.toml).leash.version;
         in
         {
           agent-sandbox = sandbox.agentSandbox;
+          # The binary runs, and is the pinned release: leash prints `version: X.Y.Z` as its first
+          # line (cmd/leash/main.go). A version bumped in sources.toml without its URLs and hashes fails here.
           leash-version = pkgs.runCommand "leash-version" { } ''
-            ${sandbox.leash}/bin/leash --version > $out
+            ${sandbox.leash}/bin/leash --version > version.txt
+            first="$(head -n 1 version.txt)"
+            if [ "$first" != "version: ${leashPinned}" ]; then
+              echo "leash --version printed '$first', images/sources.toml pins leash ${leashPinned}" >&2
+              exit 1
+            fi
+            cp version.txt $out
           '';
           policies-fresh = pkgs.runCommand "policies-fresh" { } ''
             cp -r ${self} src

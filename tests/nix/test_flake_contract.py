@@ -7,8 +7,11 @@ Nix code passes to nixpkgs: package lists, image config, labels, root commands, 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,6 +226,58 @@ def test_dev_shell_has_python_cli_and_leash(summary: dict[str, Any]) -> None:
 def test_checks(summary: dict[str, Any]) -> None:
     assert "policy compile-all --check" in summary["checks"]["policies-fresh"]["script"]
     assert "/bin/leash --version" in summary["checks"]["leash-version"]["script"]
+
+
+# ------------------------------------------------------------------ the leash-version check, run
+LEASH_STANDIN = REPO / "tests" / "standins" / "leash"  # prints leash 1.1.5's --version lines
+
+
+def run_check_script(script: str, leash: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The check's runCommand script as its builder runs it (bash, errexit, nounset, pipefail, $out set),
+    with the leash package's binary replaced by `leash` (the stand-in nixpkgs builds nothing)."""
+    binaries = set(re.findall(r"(/nix/store/\S+/bin/leash) --version", script))
+    assert len(binaries) == 1, script
+    out = tmp_path / "out"
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script.replace(binaries.pop(), str(leash))],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path, env={**os.environ, "out": str(out)},
+    )  # fmt: skip
+
+
+def fake_leash(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / f"leash-{version}"
+    path.write_text(f"#!/bin/sh\nprintf 'version: %s\\ngit hash: 0000000\\n' '{version}'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_leash_version_check_passes_for_the_pinned_release(summary: dict[str, Any], tmp_path: Path) -> None:
+    pinned = tomllib.loads((REPO / "images" / "sources.toml").read_text())["leash"]["version"]
+    script = summary["checks"]["leash-version"]["script"]
+    assert f'"version: {pinned}"' in script  # the pin is compared with, not just printed
+    proc = run_check_script(script, LEASH_STANDIN, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out").read_text().splitlines()[0] == f"version: {pinned}"
+
+
+@pytest.mark.parametrize("printed", ["1.1.4", "1.1.50", ""])
+def test_leash_version_check_fails_for_another_release(
+    summary: dict[str, Any], tmp_path: Path, printed: str
+) -> None:
+    proc = run_check_script(summary["checks"]["leash-version"]["script"], fake_leash(tmp_path, printed), tmp_path)
+    assert proc.returncode != 0
+    assert f"leash --version printed 'version: {printed}', images/sources.toml pins leash 1.1.5" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_leash_version_check_follows_sources_toml(harness: Harness, tmp_path: Path) -> None:
+    """A version bumped in images/sources.toml (URLs and hashes left behind) fails the check."""
+    copy = harness.mutated("leash-bumped", "images/sources.toml", 'version = "1.1.5"', 'version = "1.2.0"')
+    script, _ = harness.eval_expr(f"{harness.flake(copy)}.checks.{SYSTEM}.leash-version.standInArgs.script")
+    assert '"version: 1.2.0"' in script
+    proc = run_check_script(script, LEASH_STANDIN, tmp_path)
+    assert proc.returncode != 0
+    assert "printed 'version: 1.1.5', images/sources.toml pins leash 1.2.0" in proc.stderr
 
 
 # ------------------------------------------------------------------ unfree, fixture, stand-in
