@@ -1,4 +1,5 @@
-"""Who the agent runs as: the tier's non-root user, and no way to root through sudo or su."""
+"""Who the agent runs as: the tier's non-root user, no way to root through sudo or su, and no user namespace
+where the tier refuses them."""
 
 from __future__ import annotations
 
@@ -16,3 +17,17 @@ def test_sudo_and_su_do_not_give_root(expected, probe):
     if not expected.escalation_blocked:
         pytest.skip(f"tier {expected.tier} sets no_new_privileges: false; it makes no claim about setuid escalation")
     conformance.check_escalation(expected, probe.escalation_attempts())
+
+
+def test_user_namespaces_are_refused_where_the_tier_says(expected, probe):
+    """container.user_namespaces: false (paranoid) => `unshare -Ur true` and clone(CLONE_NEWUSER) fail (the tier's
+    seccomp profile). Elsewhere the engine's default profile decides, and the tier claims nothing."""
+    attempts = probe.user_namespace_attempts()
+    if expected.user_namespaces:
+        seen = "; ".join(f"`{cmd}` exit {code}" for cmd, (code, _) in attempts.items())
+        pytest.skip(f"tier {expected.tier} does not refuse user namespaces: the engine's default seccomp profile "
+                    f"decides (here: {seen})")
+    if all(code == 127 for code, _ in attempts.values()):
+        pytest.skip("the image has neither unshare nor python3 to try with")
+    conformance.check_user_namespaces(expected, attempts)
+

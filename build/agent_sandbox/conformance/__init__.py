@@ -31,6 +31,7 @@ from .checks import (
     check_outside_reach,
     check_root_filesystem,
     check_tmp,
+    check_user_namespaces,
     check_workspace_mount,
     check_writable_places,
     mount_of,
@@ -55,6 +56,7 @@ from .expectations import (
     expect,
 )
 from .probe import (
+    CLONE_NEWUSER_PROBE,
     FETCH,
     FORK_BOMB,
     MEMORY_HOG,
@@ -63,6 +65,7 @@ from .probe import (
 
 __all__ = [
     "CAP_FIELDS",
+    "CLONE_NEWUSER_PROBE",
     "CREDENTIAL_PATHS",
     "ENGINE_FILES",
     "FETCH",
@@ -96,6 +99,7 @@ __all__ = [
     "check_outside_reach",
     "check_root_filesystem",
     "check_tmp",
+    "check_user_namespaces",
     "check_workspace_mount",
     "check_writable_places",
     "describe",

@@ -221,6 +221,21 @@ def check_escalation(exp: Expectations, attempts: Mapping[str, tuple[int, str]])
             _fail(exp, f"`{command}` gave root (uid 0)")
 
 
+def check_user_namespaces(exp: Expectations, attempts: Mapping[str, tuple[int, str]]) -> None:
+    """`attempts`: command -> (exit code, output) of trying to create a user namespace (`Probe.user_namespace_attempts`;
+    exit code 127: the tool to try with is missing). A tier with `user_namespaces: false` claims every try fails;
+    other tiers claim nothing (the engine's default seccomp profile decides)."""
+    if exp.user_namespaces:
+        return
+    tried = {command: result for command, result in attempts.items() if result[0] != 127}
+    if not tried:
+        _fail(exp, "nothing in the image could try to create a user namespace (no unshare, no python3)")
+    for command, (code, output) in tried.items():
+        if code == 0:
+            _fail(exp, f"`{command}` created a user namespace ({output.strip()[-200:] or 'exit 0'}); "
+                  "the tier refuses user namespaces")
+
+
 def check_root_filesystem(exp: Expectations, mounts: list[MountEntry], writes: Mapping[str, str]) -> None:
     """`writes`: path -> outcome of creating a file there as the sandbox user (see `Probe.try_write`)."""
     root = visible_mounts(mounts).get("/")
