@@ -262,6 +262,12 @@ def test_user_namespaces_must_fail_where_the_tier_refuses_them():
     c.check_user_namespaces(expect("strict"), {"unshare -Ur true": (0, "")})
 
 
+def test_no_setid_program_may_be_on_the_image():
+    c.check_no_setid_files(expect("trusted"), [])
+    with pytest.raises(Failure, match="2 setuid/setgid program.*: /usr/bin/passwd, /usr/bin/su"):
+        c.check_no_setid_files(expect("trusted"), ["/usr/bin/su", "/usr/bin/passwd"])
+
+
 # ---------------------------------------------------------------- mounts and filesystem
 def test_mountinfo_parsing():
     mounts = c.parse_mountinfo(MOUNTINFO)
@@ -485,6 +491,7 @@ def test_list_labels_accept_commas_spaces_and_json():
         ("loose", "network: reaches other hosts"),
         ("handmade", "user namespaces: refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
         ("loose", "user namespaces: the engine's default decides (no claim)"),
+        ("closed", "image: no setuid or setgid program the sandbox user can reach"),
     ],
 )
 def test_every_claim_is_described(handwritten, name, line):

@@ -1,10 +1,11 @@
-"""Who the agent runs as: the tier's non-root user, no way to root through sudo or su, and no user namespace
-where the tier refuses them."""
+"""Who the agent runs as: the tier's non-root user, no way to root through sudo or su (nor any setuid program),
+and no user namespace where the tier refuses them."""
 
 from __future__ import annotations
 
 import pytest
 from agent_sandbox import conformance
+from agent_sandbox.labels import LABEL_BACKEND
 
 
 def test_commands_run_as_the_tiers_non_root_user(expected, host, probe):
@@ -31,3 +32,11 @@ def test_user_namespaces_are_refused_where_the_tier_says(expected, probe):
         pytest.skip("the image has neither unshare nor python3 to try with")
     conformance.check_user_namespaces(expected, attempts)
 
+
+def test_no_setuid_or_setgid_programs_in_the_image(expected, probe, session):
+    """Images built by agent-sandbox carry no setuid/setgid file (the Nix image has none; the Debian backend strips
+    them): without no-new-privileges (trusted) they would be escalation paths."""
+    labels = session.inspect_image().get("Config", {}).get("Labels") or {}
+    if LABEL_BACKEND not in labels:
+        pytest.skip(f"{session.image} has no {LABEL_BACKEND} label: not built by agent-sandbox (a test image?)")
+    conformance.check_no_setid_files(expected, probe.setid_files())

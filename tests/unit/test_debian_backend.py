@@ -208,6 +208,27 @@ def test_base_script_makes_user_workspace_tmp_and_ca_layout(image: Image, catalo
     assert "sudo" not in script
 
 
+def test_base_script_strips_every_setuid_and_setgid_bit(image: Image, catalog: Catalog, tmp_path: Path) -> None:
+    """The base layer leaves no setuid/setgid program (Debian's su, mount, passwd, ...): the snippet the script
+    runs on / is run here on a tree of our own, where a non-root test may set those bits on its own files."""
+    assert dp.strip_setid_script() in plan_of(image, catalog).base_script
+    modes = {"usr/bin/su": 0o4755, "usr/bin/chage": 0o2755, "usr/lib/both": 0o6750, "usr/bin/ls": 0o755,
+             "etc/passwd": 0o644, "name with spaces": 0o4711}
+    for name, mode in modes.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        path.chmod(mode)
+    (tmp_path / "usr" / "shared").mkdir(mode=0o2775)  # a setgid directory is not a program: left alone
+    (tmp_path / "usr" / "shared").chmod(0o2775)
+    out = process.run(["sh", "-eu", "-c", dp.strip_setid_script(str(tmp_path))])
+    for name, mode in modes.items():
+        assert (tmp_path / name).stat().st_mode & 0o7777 == mode & ~0o6000, name
+    assert (tmp_path / "usr" / "shared").stat().st_mode & 0o7777 == 0o2775
+    cleared = sorted(line.split(": ", 1)[1] for line in out.out.splitlines())
+    assert cleared == sorted(str(tmp_path / n) for n, m in modes.items() if m & 0o6000)
+
+
 def test_agents_script_installs_and_reports_versions(image: Image, catalog: Catalog) -> None:
     script = plan_of(image, catalog).agents_script
     assert "npm install -g @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest" in script

@@ -212,6 +212,19 @@ def mmdebstrap_sources(suite: str) -> tuple[str, ...]:
     )
 
 
+def strip_setid_script(root: str = "/") -> str:
+    """Clear the setuid and setgid bits of every file on `root`'s filesystem, naming each (sh).
+
+    Debian's packages leave thirteen: su, mount, umount, passwd, chsh, chfn, gpasswd, newgrp, ssh-keysign (setuid
+    root) and chage, expiry, unix_chkpwd, ssh-agent (setgid). The agent never needs to become another user or
+    group, and in a tier without no-new-privileges (trusted) each is an escalation path; the Nix image has none.
+    Nothing upgrades packages in the image afterwards (no apt lists, a non-root agent), so the bits stay off."""
+    return (
+        f"find {shlex.quote(root)} -xdev -type f -perm /6000 "
+        "-exec sh -c 'for f; do echo \"setuid/setgid bits cleared: $f\"; chmod ug-s \"$f\"; done' sh {} +"
+    )
+
+
 def base_script(user: User) -> str:
     """Runs as root inside the fresh rootfs (mmdebstrap --customize-hook, via chroot)."""
     u = user
@@ -233,6 +246,8 @@ test -s /etc/ssl/certs/ca-certificates.crt
 # names the Nix image uses for Debian's renamed binaries
 if [ -x /usr/bin/fdfind ] && [ ! -e /usr/local/bin/fd ]; then ln -s /usr/bin/fdfind /usr/local/bin/fd; fi
 if [ -x /usr/bin/batcat ] && [ ! -e /usr/local/bin/bat ]; then ln -s /usr/bin/batcat /usr/local/bin/bat; fi
+# no setuid or setgid program (su, mount, passwd, ...): escalation paths the agent never needs
+{strip_setid_script()}
 # nothing of the build host stays in the image
 : > /etc/resolv.conf
 echo agent-sandbox > /etc/hostname

@@ -236,6 +236,15 @@ def check_user_namespaces(exp: Expectations, attempts: Mapping[str, tuple[int, s
                   "the tier refuses user namespaces")
 
 
+def check_no_setid_files(exp: Expectations, files: Iterable[str]) -> None:
+    """`files`: the setuid/setgid files the sandbox user can reach on the image's root filesystem. None may exist:
+    they are escalation paths (with no-new-privileges they gain nothing, but trusted runs without it), and the
+    agent never needs to become another user."""
+    found = sorted(files)
+    if found:
+        _fail(exp, f"the image has {len(found)} setuid/setgid program(s): {', '.join(found)}")
+
+
 def check_root_filesystem(exp: Expectations, mounts: list[MountEntry], writes: Mapping[str, str]) -> None:
     """`writes`: path -> outcome of creating a file there as the sandbox user (see `Probe.try_write`)."""
     root = visible_mounts(mounts).get("/")

@@ -189,6 +189,7 @@ def describe(exp: Expectations) -> list[str]:
         f"capabilities: {caps}; NoNewPrivs {int(exp.no_new_privileges)}",
         "user namespaces: " + ("the engine's default decides (no claim)" if exp.user_namespaces
                                else "refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
+        "image: no setuid or setgid program the sandbox user can reach",
         "root filesystem: "
         + ("read-only; nothing the user writes outlives the sandbox" if exp.readonly_root else "read-write"),
         f"workspace: {WORKSPACE} mounted {exp.workspace_mode}; tmpfs: {', '.join(exp.tmpfs) or 'none'} (/tmp 1777)"

@@ -260,6 +260,11 @@ class Probe:
             attempts[command] = (result.rc, result.stdout + result.stderr)
         return attempts
 
+    def setid_files(self) -> list[str]:
+        """Setuid/setgid regular files on the root filesystem (not other mounts) that the user can find."""
+        result = self.run("find / -xdev -type f -perm /6000 2>/dev/null; true")
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
     def escalation_attempts(self) -> dict[str, tuple[int, str]]:
         """Try to become root with sudo and su (without a terminal, with a 5 s timeout each)."""
         attempts = {}
