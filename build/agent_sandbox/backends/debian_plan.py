@@ -3,7 +3,9 @@
 A devcontainer image is three cached layers, each keyed by a content hash of exactly its inputs:
 
 1. ``base``     mmdebstrap rootfs: the image's Debian packages, the user, /workspace, /tmp 1777, the CA layout.
-2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old).
+2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old, which then
+                removes Debian's node and npm). Committed squashed: one layer with the base's files, so what it
+                removes is gone from the image, not hidden under whiteouts (the base layer is cached unchanged).
 3. ``policies`` /etc/agent-sandbox/<tier>/ for every shipped tier, the image's own files (images/<image>/rootfs),
                 labels and the image config.
 
@@ -255,6 +257,33 @@ rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* 
 """
 
 
+# Debian's node and npm, superseded by Node's own build: with npm come some 330 node-* packages (127 MB).
+DEBIAN_NODE_PACKAGES = ("nodejs", "npm")
+
+
+def purge_debian_node_lines(link: str = "/usr/bin/node", node: str = "/usr/local/bin/node") -> list[str]:
+    """Once Node's own build and npm >= 10 are under /usr/local, Debian's nodejs and npm (and what only they
+    needed) go, unless a package the image asked for needs them: then the build fails rather than lose it.
+    /usr/bin/node stays, pointing to the new node (scripts with `#!/usr/bin/node`). The agents layer is committed
+    squashed (layers.py), so what goes here leaves the image instead of hiding under whiteouts."""
+    names = " ".join(DEBIAN_NODE_PACKAGES)
+    keep = " ".join(f"-e {name}" for name in DEBIAN_NODE_PACKAGES)
+    return [
+        "# Debian's node and npm are superseded: remove them and what only they needed (127 MB)",
+        'if [ "$debian_node" = replaced ] && dpkg-query -W nodejs >/dev/null 2>&1; then',
+        f"  purge=$(apt-get -s purge --autoremove {names} | sed -n 's/^Purg \\([^ ]*\\).*/\\1/p' | sort)",
+        f"  wanted=$(comm -12 <(echo \"$purge\") <(apt-mark showmanual | grep -vx {keep} | sort))",
+        '  if [ -n "$wanted" ]; then',
+        '    echo "cannot remove Debian\'s node: the image asks for packages that need it: $wanted" >&2; exit 1',
+        "  fi",
+        f"  DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y --autoremove {names} >/dev/null",
+        '  echo "removed Debian\'s node and npm: $(echo "$purge" | wc -l) packages"',
+        f"  ln -sf {node} {link}",
+        f"  test \"$({link} -p process.versions.node)\" = \"$(node -p process.versions.node)\"",
+        "fi",
+    ]
+
+
 def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
     """Runs as root in a container from layer 1. Prints VERSION_MARK lines: `name=version`."""
     agents = sorted(agents, key=lambda a: a.name)  # the request's order must not change the script (its key)
@@ -270,10 +299,12 @@ def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
         node_pkg = f"node-linux-{NODE_ARCH.get(arch, arch)}@{NODE_RUNTIME_SPEC}"
         lines += [
             "# Debian's node/npm are too old for some agents: Node's own build, repackaged on the npm registry",
+            "debian_node=no",
             "major=$(node -p 'process.versions.node.split(\".\")[0]')",
             f'if [ "$major" -lt {NODE_MIN_MAJOR} ]; then',
             f"  npm install -g {shlex.quote(node_pkg)}",
             "  hash -r",
+            "  debian_node=replaced",
             "fi",
             f'if [ "$(npm --version | cut -d. -f1)" -lt {NPM_MIN_MAJOR} ]; then',
             f"  npm install -g npm@{NPM_SPEC}",
@@ -288,6 +319,7 @@ def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
             lines.append(
                 f'mark {a.name} "$(node -p "require(process.argv[1]).version" "$root/{a.package}/package.json")"'
             )
+        lines += purge_debian_node_lines()
     if pypi:
         lines.append(f"python3 -m venv {AIDER_VENV}")
         lines.append(f"{AIDER_VENV}/bin/pip install --quiet " + " ".join(shlex.quote(a.requirement) for a in pypi))
