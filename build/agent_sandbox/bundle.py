@@ -15,6 +15,7 @@ from .compilers.devcontainer import metadata_label
 from .compilers.explain import explain, render_explanation
 from .compilers.leash import compile_leash
 from .compilers.runargs import run_args
+from .compilers.seccomp import seccomp_json
 from .labels import label_contract
 from .model import Profile
 
@@ -26,12 +27,18 @@ def _json(value: Any) -> str:
 
 
 def tier_files(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> dict[str, str]:
-    return {
+    """seccomp.json only for a tier that refuses user namespaces: the profile its run flags name (under
+    ${localEnv:HOME}/.local/share/agent-sandbox/seccomp/ on the host; a copy in the image to take out)."""
+    files = {
         "leash.cedar": compile_leash(profile),
         "run-args.json": _json(run_args(profile, uid=uid, gid=gid)),
         "devcontainer-metadata.json": _json(metadata_label(profile, uid=uid, gid=gid)),
         "explain.txt": render_explanation(explain(profile)),
     }
+    seccomp = seccomp_json(profile)
+    if seccomp is not None:
+        files["seccomp.json"] = seccomp
+    return files
 
 
 def compiled_policies(*, uid: int = 1000, gid: int = 1000) -> dict[str, Any]:

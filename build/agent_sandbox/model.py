@@ -189,6 +189,9 @@ class Container:
     cap_drop: tuple[str, ...] = ("ALL",)
     cap_add: tuple[str, ...] = ()
     no_new_privileges: bool = True
+    # False: a seccomp profile refuses user namespaces (unshare/clone with CLONE_NEWUSER, setns); True: the
+    # engine's default seccomp profile decides (podman's allows them, docker's refuses them without CAP_SYS_ADMIN).
+    user_namespaces: bool = True
     memory: str | None = None  # as written (8g); memory_bytes gives the number
     memory_bytes: int | None = None
     cpus: float | None = None

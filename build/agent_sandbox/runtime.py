@@ -1,7 +1,8 @@
 """Start and stop sandboxes on podman or docker: what sandbox.py plans, carried out and undone.
 
-`start_sandbox` creates, in order, the sandbox's state directory, (proxied tiers) its internal network and its
-egress proxy, then the agent container with exactly the tier's compiled flags, and hands back a `Sandbox` (a
+`start_sandbox` creates, in order, the sandbox's state directory (with the tier's seccomp profile, if it has one),
+(proxied tiers) its internal network and its egress proxy, then the agent container with exactly the tier's
+compiled flags, and hands back a `Sandbox` (a
 context manager) that removes everything again in reverse — also when the start fails half-way, and whatever
 interrupts it (Ctrl-C, SIGTERM via cli/signals). The proxy's log stays in the state directory.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any, Self
 import attrs
 
 from . import egress
-from .compilers.runargs import api_key_vars
+from .compilers.runargs import api_key_vars, missing_mounts
 from .engine import Engine, detect_engine, is_internal
 from .errors import CommandFailed, EnvironmentProblem, InputError
 from .fsutil import atomic_write
@@ -67,6 +69,7 @@ class Sandbox:
     proxy_address: str | None = None
     keep: bool = False
     removed: bool = False
+    warnings: list[str] = attrs.Factory(list)  # what the start left out, and why (also told to `on_warning`)
 
     @property
     def name(self) -> str:
@@ -150,6 +153,22 @@ def hand_back(state_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------- starting
+def warn_stderr(message: str) -> None:
+    print(f"agent-sandbox: warning: {message}", file=sys.stderr, flush=True)
+
+
+def skipped_mount_warnings(profile: Profile, host_env: Mapping[str, str],
+                           exists: Callable[[str], bool] = os.path.exists) -> tuple[tuple[str, ...], list[str]]:
+    """The targets of tier mounts whose host source is missing, and a warning for each: such a mount is left out
+    (trusted's ~/.gitconfig and ~/.ssh on a host that has none), not a failed start."""
+    targets, warnings = [], []
+    for mount, source in missing_mounts(profile, host_env, exists):
+        targets.append(mount.target)
+        warnings.append(f"tier {profile.name}: {source} does not exist on this host: not mounting it at "
+                        f"{mount.target}")
+    return tuple(targets), warnings
+
+
 def make_state_dir(path: Path) -> None:
     """Owner-only all the way: the state root and the sandbox's own directory (it holds the proxy's log)."""
     for directory in (path.parent.parent, path.parent, path):
@@ -240,6 +259,7 @@ def start_sandbox(
     network_adjust: Callable[[list[str]], list[str]] | None = None,
     proxy_conf_adjust: Callable[[str], str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    on_warning: Callable[[str], None] = warn_stderr,
 ) -> Sandbox:
     """Start `image` under `profile` with the tier's run flags and `workspace` as /workspace.
 
@@ -247,24 +267,31 @@ def start_sandbox(
     reaches the container's configuration: with `gateway`, the proxy holds the providers' `keys` (delivered
     through a pipe into its tmpfs); otherwise pass keys to the processes you exec (Sandbox.exec_argv). With
     `command`, the agent container runs it instead of the keep-alive (and may have exited on return).
-    Everything is removed again if anything fails on the way.
+    A tier mount whose host source is missing is left out, told to `on_warning` (default: stderr) and kept in
+    `Sandbox.warnings`. Everything is removed again if anything fails on the way.
     """
     eng = as_engine(engine)
     name = name or new_name()
     env = dict(os.environ if host_env is None else host_env)
+    skip, warnings = skipped_mount_warnings(profile, env)
     request = Request(
         image, profile, Path(workspace).absolute(), name, eng.name,
         state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
         proxy_image=proxy_image or f"localhost/{egress.PROXY_IMAGE_NAME}:latest",
         outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
-        env=tuple(extra_env), gateway=tuple(gateway), adjust=adjust, network_adjust=network_adjust, proxy_conf_adjust=proxy_conf_adjust,
+        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, adjust=adjust, network_adjust=network_adjust,
+        proxy_conf_adjust=proxy_conf_adjust,
     )
     check_start(eng, request)
     keys_file(request.gateway, keys or {})  # every key present and passable, before anything is created
     plan = Plan(request)
-    box = Sandbox(eng, plan)
+    box = Sandbox(eng, plan, warnings=warnings)
+    for message in warnings:
+        on_warning(message)
     try:
         make_state_dir(request.state_dir)
+        if plan.seccomp_text is not None:
+            atomic_write(plan.seccomp_file, plan.seccomp_text, mode=0o600)
         if plan.network is not None and plan.proxy is not None:
             ensure_outbound_network(eng, request.outbound_network)
             eng.run(plan.network_create())

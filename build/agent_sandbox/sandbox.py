@@ -11,6 +11,9 @@ a proxied tier also:
 - a state directory on the host (owner-only) holding the rendered squid.conf and the proxy's JSON log, kept
   after the sandbox is gone.
 
+A tier that refuses user namespaces (paranoid) also gets its seccomp profile (compilers/seccomp.py) written into
+the state directory: the agent's `--security-opt=seccomp=` names that copy.
+
 Everything the runtime creates carries the label `dev.agent-sandbox.sandbox=<name>`, so that nothing it made can
 be left behind unnamed.
 """
@@ -26,6 +29,7 @@ import attrs
 
 from . import egress
 from .compilers.runargs import run_args
+from .compilers.seccomp import seccomp_json
 from .compilers.gateway import KEYS_FILE
 from .compilers.squid import render_squid
 from .engine import ENGINES
@@ -69,7 +73,8 @@ def check_name(name: str) -> str:
 @attrs.frozen
 class Request:
     """What to start: an image under a profile, on an engine, with a workspace. `host_env` resolves the tier's
-    `${localEnv:...}` mounts. `proxy_hosts` are extra name -> address entries for the proxy's resolver (Squid
+    `${localEnv:...}` mounts; `skip_mounts` are the targets of tier mounts to leave out (the runtime's decision:
+    their sources are missing on this host). `proxy_hosts` are extra name -> address entries for the proxy's resolver (Squid
     reads /etc/hosts first). `adjust` (the agent's run flags), `network_adjust` (the sandbox network's create
     command) and `proxy_conf_adjust` (the rendered squid.conf) exist for tests only: the conformance suite must
     start deliberately weakened sandboxes to show that its checks catch them (say so where used)."""
@@ -89,6 +94,7 @@ class Request:
     proxy_hosts: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # set in the agent container besides the tier's (never a secret)
     gateway: tuple[Provider, ...] = ()  # providers whose keys the proxy holds (the keys themselves never are here)
+    skip_mounts: tuple[str, ...] = ()
     adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     network_adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     proxy_conf_adjust: Callable[[str], str] | None = attrs.field(default=None, eq=False)
@@ -128,6 +134,15 @@ class Plan:
     @property
     def squid_conf(self) -> Path:
         return self.request.state_dir / "squid.conf"
+
+    @property
+    def seccomp_text(self) -> str | None:
+        """The tier's seccomp profile (None: the engine's default applies)."""
+        return seccomp_json(self.request.profile)
+
+    @property
+    def seccomp_file(self) -> Path:
+        return self.request.state_dir / "seccomp.json"
 
     @property
     def log_dir(self) -> Path:
@@ -185,8 +200,9 @@ class Plan:
     def agent_run(self, proxy_address: str | None = None, *, command: Sequence[str] | None = None) -> list[str]:
         """The agent container: the tier's flags, then the keep-alive entrypoint (or `command`), detached."""
         req = self.request
+        seccomp = str(self.seccomp_file) if self.seccomp_text is not None else None
         flags = run_args(req.profile, workspace=str(req.workspace), host_env=dict(req.host_env), uid=req.uid,
-                         gid=req.gid, network=self.network)
+                         gid=req.gid, network=self.network, seccomp=seccomp, skip_mounts=req.skip_mounts)
         if req.adjust is not None:
             flags = req.adjust(list(flags))
         argv = ["run", "--detach", f"--name={self.container}", *self.label(AGENT_ROLE), *flags]

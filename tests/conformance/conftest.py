@@ -140,7 +140,10 @@ class Session:
         _hand_to(path, self.uid, self.gid)
         return path
 
-    def start(self, profile: Profile, *, label: str, adjust: Any = None) -> runtime.Sandbox:
+    def start(self, profile: Profile, *, label: str, adjust: Any = None,
+              host_env: dict[str, str] | None = None) -> runtime.Sandbox:
+        """A sandbox of `profile` (`host_env`: what ${localEnv:...} resolves against, default `host_env()`); what
+        the start warns about is in `Sandbox.warnings`."""
         box = runtime.start_sandbox(
             self.image,
             profile,
@@ -148,10 +151,11 @@ class Session:
             workspace=self.new_workspace(label),
             name=new_name(f"as-conf-{label}"),
             state_dir=self.base / f"state-{label}-{secrets.token_hex(3)}",
-            host_env=self.host_env(),
+            host_env=self.host_env() if host_env is None else host_env,
             uid=self.uid,
             gid=self.gid,
             adjust=adjust,
+            on_warning=lambda message: None,
         )
         self.extra.append(box)
         return box

@@ -70,6 +70,7 @@ container:
   user: agent
   cap_drop: [ALL]
   cap_add: [NET_BIND_SERVICE]
+  user_namespaces: false
   memory: 2g
   cpus: 1.5
   pids: 256
@@ -118,6 +119,7 @@ def handwritten(tmp_path: Path) -> Callable[[str], Profile]:
         ("handmade", "cap_drop", frozenset()),
         ("handmade", "no_new_privileges", True),
         ("handmade", "escalation_blocked", True),
+        ("handmade", "user_namespaces", False),
         ("handmade", "readonly_root", True),
         ("handmade", "workspace_mode", "rw"),
         ("handmade", "tmpfs", ("/tmp", "/run/agent")),
@@ -134,6 +136,7 @@ def handwritten(tmp_path: Path) -> Callable[[str], Profile]:
         ("loose", "cap_drop", {"NET_RAW"}),
         ("loose", "no_new_privileges", False),
         ("loose", "escalation_blocked", False),
+        ("loose", "user_namespaces", True),  # not refused: the engine's default decides, no claim
         ("loose", "readonly_root", False),
         ("loose", "workspace_mode", "ro"),  # filesystem.read only: the workspace is mounted read-only
         ("loose", "tmpfs", ()),
@@ -243,6 +246,26 @@ def test_identity_and_escalation():
     c.check_escalation(expect("strict"), {"sudo -n id -u": (127, "sudo is not installed"), "su": (1, "su: Authentication failure")})
     with pytest.raises(Failure, match="gave root"):
         c.check_escalation(expect("strict"), {"sudo -n id -u": (0, "0\n")})
+
+
+def test_user_namespaces_must_fail_where_the_tier_refuses_them():
+    refused = {"unshare -Ur true": (1, "unshare: unshare failed: Operation not permitted"),
+               "python3 clone(CLONE_NEWUSER)": (1, "clone(CLONE_NEWUSER): Operation not permitted")}
+    c.check_user_namespaces(expect("paranoid"), refused)
+    with pytest.raises(Failure, match=r"`unshare -Ur true` created a user namespace"):
+        c.check_user_namespaces(expect("paranoid"), {**refused, "unshare -Ur true": (0, "")})
+    with pytest.raises(Failure, match=r"`python3 clone\(CLONE_NEWUSER\)` created a user namespace"):
+        c.check_user_namespaces(expect("paranoid"), {**refused, "python3 clone(CLONE_NEWUSER)": (0, "child 42")})
+    with pytest.raises(Failure, match="nothing in the image could try"):
+        c.check_user_namespaces(expect("paranoid"), {"unshare -Ur true": (127, "unshare is not installed")})
+    # a tier that does not refuse them claims nothing, whatever happened
+    c.check_user_namespaces(expect("strict"), {"unshare -Ur true": (0, "")})
+
+
+def test_no_setid_program_may_be_on_the_image():
+    c.check_no_setid_files(expect("trusted"), [])
+    with pytest.raises(Failure, match="2 setuid/setgid program.*: /usr/bin/passwd, /usr/bin/su"):
+        c.check_no_setid_files(expect("trusted"), ["/usr/bin/su", "/usr/bin/passwd"])
 
 
 # ---------------------------------------------------------------- mounts and filesystem
@@ -466,6 +489,9 @@ def test_list_labels_accept_commas_spaces_and_json():
         ("handmade", "network: only its own internal network: no route out but its egress proxy "
                      "(agent-sandbox-proxy), no DNS, no IPv6"),
         ("loose", "network: reaches other hosts"),
+        ("handmade", "user namespaces: refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
+        ("loose", "user namespaces: the engine's default decides (no claim)"),
+        ("closed", "image: no setuid or setgid program the sandbox user can reach"),
     ],
 )
 def test_every_claim_is_described(handwritten, name, line):

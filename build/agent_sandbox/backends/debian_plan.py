@@ -3,7 +3,9 @@
 A devcontainer image is three cached layers, each keyed by a content hash of exactly its inputs:
 
 1. ``base``     mmdebstrap rootfs: the image's Debian packages, the user, /workspace, /tmp 1777, the CA layout.
-2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old).
+2. ``agents``   the agent CLIs from npm and PyPI (and a Node runtime from npm when Debian's is too old, which then
+                removes Debian's node and npm). Committed squashed: one layer with the base's files, so what it
+                removes is gone from the image, not hidden under whiteouts (the base layer is cached unchanged).
 3. ``policies`` /etc/agent-sandbox/<tier>/ for every shipped tier, the image's own files (images/<image>/rootfs),
                 labels and the image config.
 
@@ -212,6 +214,19 @@ def mmdebstrap_sources(suite: str) -> tuple[str, ...]:
     )
 
 
+def strip_setid_script(root: str = "/") -> str:
+    """Clear the setuid and setgid bits of every file on `root`'s filesystem, naming each (sh).
+
+    Debian's packages leave thirteen: su, mount, umount, passwd, chsh, chfn, gpasswd, newgrp, ssh-keysign (setuid
+    root) and chage, expiry, unix_chkpwd, ssh-agent (setgid). The agent never needs to become another user or
+    group, and in a tier without no-new-privileges (trusted) each is an escalation path; the Nix image has none.
+    Nothing upgrades packages in the image afterwards (no apt lists, a non-root agent), so the bits stay off."""
+    return (
+        f"find {shlex.quote(root)} -xdev -type f -perm /6000 "
+        "-exec sh -c 'for f; do echo \"setuid/setgid bits cleared: $f\"; chmod ug-s \"$f\"; done' sh {} +"
+    )
+
+
 def base_script(user: User) -> str:
     """Runs as root inside the fresh rootfs (mmdebstrap --customize-hook, via chroot)."""
     u = user
@@ -233,11 +248,40 @@ test -s /etc/ssl/certs/ca-certificates.crt
 # names the Nix image uses for Debian's renamed binaries
 if [ -x /usr/bin/fdfind ] && [ ! -e /usr/local/bin/fd ]; then ln -s /usr/bin/fdfind /usr/local/bin/fd; fi
 if [ -x /usr/bin/batcat ] && [ ! -e /usr/local/bin/bat ]; then ln -s /usr/bin/batcat /usr/local/bin/bat; fi
+# no setuid or setgid program (su, mount, passwd, ...): escalation paths the agent never needs
+{strip_setid_script()}
 # nothing of the build host stays in the image
 : > /etc/resolv.conf
 echo agent-sandbox > /etc/hostname
 rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* /var/tmp/*
 """
+
+
+# Debian's node and npm, superseded by Node's own build: with npm come some 330 node-* packages (127 MB).
+DEBIAN_NODE_PACKAGES = ("nodejs", "npm")
+
+
+def purge_debian_node_lines(link: str = "/usr/bin/node", node: str = "/usr/local/bin/node") -> list[str]:
+    """Once Node's own build and npm >= 10 are under /usr/local, Debian's nodejs and npm (and what only they
+    needed) go, unless a package the image asked for needs them: then the build fails rather than lose it.
+    /usr/bin/node stays, pointing to the new node (scripts with `#!/usr/bin/node`). The agents layer is committed
+    squashed (layers.py), so what goes here leaves the image instead of hiding under whiteouts."""
+    names = " ".join(DEBIAN_NODE_PACKAGES)
+    keep = " ".join(f"-e {name}" for name in DEBIAN_NODE_PACKAGES)
+    return [
+        "# Debian's node and npm are superseded: remove them and what only they needed (127 MB)",
+        'if [ "$debian_node" = replaced ] && dpkg-query -W nodejs >/dev/null 2>&1; then',
+        f"  purge=$(apt-get -s purge --autoremove {names} | sed -n 's/^Purg \\([^ ]*\\).*/\\1/p' | sort)",
+        f"  wanted=$(comm -12 <(echo \"$purge\") <(apt-mark showmanual | grep -vx {keep} | sort))",
+        '  if [ -n "$wanted" ]; then',
+        '    echo "cannot remove Debian\'s node: the image asks for packages that need it: $wanted" >&2; exit 1',
+        "  fi",
+        f"  DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y --autoremove {names} >/dev/null",
+        '  echo "removed Debian\'s node and npm: $(echo "$purge" | wc -l) packages"',
+        f"  ln -sf {node} {link}",
+        f"  test \"$({link} -p process.versions.node)\" = \"$(node -p process.versions.node)\"",
+        "fi",
+    ]
 
 
 def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
@@ -255,10 +299,12 @@ def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
         node_pkg = f"node-linux-{NODE_ARCH.get(arch, arch)}@{NODE_RUNTIME_SPEC}"
         lines += [
             "# Debian's node/npm are too old for some agents: Node's own build, repackaged on the npm registry",
+            "debian_node=no",
             "major=$(node -p 'process.versions.node.split(\".\")[0]')",
             f'if [ "$major" -lt {NODE_MIN_MAJOR} ]; then',
             f"  npm install -g {shlex.quote(node_pkg)}",
             "  hash -r",
+            "  debian_node=replaced",
             "fi",
             f'if [ "$(npm --version | cut -d. -f1)" -lt {NPM_MIN_MAJOR} ]; then',
             f"  npm install -g npm@{NPM_SPEC}",
@@ -273,6 +319,7 @@ def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
             lines.append(
                 f'mark {a.name} "$(node -p "require(process.argv[1]).version" "$root/{a.package}/package.json")"'
             )
+        lines += purge_debian_node_lines()
     if pypi:
         lines.append(f"python3 -m venv {AIDER_VENV}")
         lines.append(f"{AIDER_VENV}/bin/pip install --quiet " + " ".join(shlex.quote(a.requirement) for a in pypi))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import shlex
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,12 +60,15 @@ class LayerBuilder(abc.ABC):
         mounts: Sequence[str] = (),
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
+        squash: bool = False,
     ) -> str:
         """Run `script` as root (bash) on `parent`, commit the result as `ref` with labels_from(stdout).
 
         The image config stays the parent's: nothing of the run (its environment, its command) is kept, and
         the script's environment is set inside the script, never with `-e`. Returns the script's stdout.
         The working container never outlives the call; labels_from may raise to refuse the commit.
+        `squash`: `ref` is one layer holding the parent's files and the run's, so that what the script removes
+        from the parent is gone from the image rather than hidden under whiteouts (the parent stays as it was).
         """
 
     @abc.abstractmethod
@@ -102,6 +107,7 @@ class PodmanLayers(LayerBuilder):
         mounts: Sequence[str] = (),
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
+        squash: bool = False,
     ) -> str:
         process.run(self.bcmd("from", "--pull-never", "--name", container, parent))
         try:
@@ -109,7 +115,7 @@ class PodmanLayers(LayerBuilder):
             for mount in mounts:
                 run += ["--volume", mount]
             output = process.stream(self.bcmd(*run, container, "--", "/bin/bash", "-c", script), on_line=on_line)
-            self._commit(container, ref, labels_from(output), {}, on_line)
+            self._commit(container, ref, labels_from(output), {}, on_line, squash=squash)
             return output
         finally:
             process.run(self.bcmd("rm", container), check=False)
@@ -132,7 +138,8 @@ class PodmanLayers(LayerBuilder):
         finally:
             process.run(self.bcmd("rm", container), check=False)
 
-    def _commit(self, container: str, ref: str, labels: Labels, config: Mapping[str, Any], on_line: LineSink) -> None:
+    def _commit(self, container: str, ref: str, labels: Labels, config: Mapping[str, Any], on_line: LineSink,
+                *, squash: bool = False) -> None:
         args = ["config"]
         for name, value in labels.items():
             args += ["--label", f"{name}={value}"]
@@ -148,7 +155,8 @@ class PodmanLayers(LayerBuilder):
             args += ["--cmd", json.dumps(config["Cmd"])]
         if len(args) > 1:
             process.run(self.bcmd(*args, container))
-        process.stream(self.bcmd("commit", "--format", "docker", "--quiet", container, ref), on_line=on_line)
+        squashed = ["--squash"] if squash else []
+        process.stream(self.bcmd("commit", "--format", "docker", "--quiet", *squashed, container, ref), on_line=on_line)
 
 
 @attrs.frozen
@@ -166,6 +174,7 @@ class DockerLayers(LayerBuilder):
         mounts: Sequence[str] = (),
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
+        squash: bool = False,
     ) -> str:
         # No --entrypoint: `docker commit` keeps a run's entrypoint even when told `ENTRYPOINT []`.
         info = self.engine.inspect(parent, kind="image").get("Config") or {}
@@ -182,6 +191,13 @@ class DockerLayers(LayerBuilder):
                 f"WORKDIR {info.get('WorkingDir') or '/'}",
             ]
             changes += [f"LABEL {name}={json.dumps(value)}" for name, value in labels_from(output).items()]
+            if squash:
+                # docker commits no squashed layer: the container's whole filesystem, imported as one layer
+                # (import keeps no config: the parent's environment goes in as changes, with the rest)
+                env = [item.partition("=") for item in info.get("Env") or []]
+                changes = [f"ENV {name}={json.dumps(value)}" for name, _, value in env] + changes
+                self.export_import(container, ref, changes, on_line)
+                return output
             commit = ["commit"]
             for change in changes:
                 commit += ["--change", change]
@@ -189,6 +205,16 @@ class DockerLayers(LayerBuilder):
             return output
         finally:
             self.engine.remove_container(container)
+
+    def export_import(self, container: str, ref: str, changes: Sequence[str], on_line: LineSink) -> None:
+        parent = os.environ.get("AGENT_SANDBOX_BUILD_TMP") or "/var/tmp"
+        with tempfile.TemporaryDirectory(prefix="agent-sandbox-squash.", dir=parent if Path(parent).is_dir() else None) as work:
+            tarball = Path(work) / "rootfs.tar"
+            self.engine.stream(["export", "--output", str(tarball), container], on_line=on_line)
+            # the container's init layer comes along with export (commit leaves it out): its /.dockerenv must not
+            # end up in the image (tar reports a missing member, which is no error here)
+            process.run(["tar", "--delete", "--file", str(tarball), ".dockerenv"], check=False)
+            self.import_rootfs(tarball, ref, changes, on_line)
 
     def add_tree(
         self,

@@ -12,14 +12,41 @@ from .. import bundle, profiles
 from ..compilers.devcontainer import devcontainer_json
 from ..compilers.explain import explain as explain_profile, render_explanation
 from ..compilers.leash import compile_leash
-from ..compilers.runargs import run_args
+from ..compilers.runargs import expand_local_env, missing_mounts, run_args
+from ..compilers.seccomp import default_seccomp_path, seccomp_json
 from ..compilers.squid import render_squid
 from ..errors import InputError
 from ..fsutil import atomic_write
 from ..model import NetworkMode, Profile
 from ..paths import project_root
 
-TARGETS = ("leash", "run-args", "devcontainer", "squid")
+TARGETS = ("leash", "run-args", "devcontainer", "squid", "seccomp")
+
+
+def install_seccomp(prof: Profile, given: Path | None) -> str | None:
+    """A tier that refuses user namespaces names a seccomp file in its flags: write it where they say (the default
+    under ~/.local/share/agent-sandbox/seccomp/, or --seccomp-file) and tell stderr. Returns the path for the
+    flags (None: the tier keeps the engine's default profile)."""
+    text = seccomp_json(prof)
+    if text is None:
+        return None
+    default = default_seccomp_path(prof)
+    assert default is not None
+    path = given.absolute() if given is not None else Path(expand_local_env(default, dict(os.environ)))
+    if "${localEnv:" in str(path):
+        raise InputError("HOME is not set: pass --seccomp-file PATH for the tier's seccomp profile", None)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write(path, text)
+    click.echo(f"agent-sandbox: tier {prof.name} runs under its own seccomp profile (no user namespaces): "
+               f"{path} (the flags name it; keep it there)", err=True)
+    return str(path) if given is not None else None
+
+
+def warn_missing_mounts(prof: Profile) -> None:
+    for mount, source in missing_mounts(prof, dict(os.environ), os.path.exists):
+        click.echo(f"agent-sandbox: warning: tier {prof.name} mounts {source} at {mount.target}, which does not "
+                   "exist here: the engine (and the Dev Containers CLI) will refuse to start until it does "
+                   "(`agent-sandbox run` leaves it out)", err=True)
 
 
 @click.group()
@@ -34,15 +61,20 @@ def policy() -> None:
 @click.option("--workspace", default=None, help="Host directory mounted at /workspace (run-args).")
 @click.option("--sandbox", default="sandbox", help="Sandbox name written into the proxy's log lines (squid).")
 @click.option("--subnet", default=None, help="The sandbox network's subnet (devcontainer of a proxied tier).")
+@click.option("--seccomp-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="run-args: where to write the tier's seccomp profile, which the flags then name (default: "
+                   "~/.local/share/agent-sandbox/seccomp/).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write here (atomically); a proxied tier's devcontainer is a directory (.devcontainer).")
 def compile(profile: str, target: str, image: str | None, workspace: str | None, sandbox: str, subnet: str | None,
-            output: Path | None) -> None:
+            seccomp_file: Path | None, output: Path | None) -> None:
     """Compile PROFILE (tier name or YAML file) for one enforcement layer.
 
     \b
     A proxied tier's devcontainer is Compose-based (the agent, its network and its egress proxy):
       agent-sandbox policy compile strict --target devcontainer -o .devcontainer
+    run-args and devcontainer of a tier that refuses user namespaces (paranoid) name a seccomp profile file: it is
+    written where they name it (said on stderr). --target seccomp prints that profile.
     """
     prof = profiles.load_profile(profile)
     if target == "devcontainer" and prof.network.mode is NetworkMode.PROXIED:
@@ -52,11 +84,25 @@ def compile(profile: str, target: str, image: str | None, workspace: str | None,
         text = compile_leash(prof)
     elif target == "squid":
         text = render_squid(prof, sandbox=sandbox)
+    elif target == "seccomp":
+        seccomp = seccomp_json(prof)
+        if seccomp is None:
+            raise InputError(f"tier {prof.name} keeps the engine's default seccomp profile "
+                             "(container.user_namespaces is not false): there is no profile to compile", None)
+        text = seccomp
     elif target == "run-args":
-        text = json.dumps(run_args(prof, workspace=workspace, host_env=dict(os.environ)), indent=2) + "\n"
+        seccomp_path = install_seccomp(prof, seccomp_file)
+        warn_missing_mounts(prof)
+        text = json.dumps(run_args(prof, workspace=workspace, host_env=dict(os.environ), seccomp=seccomp_path),
+                          indent=2) + "\n"
     else:
         from ..images import load_image
 
+        if seccomp_file is not None:
+            raise InputError("--seccomp-file is for --target run-args: devcontainer.json names the file under "
+                             "${localEnv:HOME}, which every user of the file resolves for themselves", None)
+        install_seccomp(prof, None)
+        warn_missing_mounts(prof)
         ref = image or load_image("agent-sandbox-devcontainer").reference
         text = json.dumps(devcontainer_json(prof, ref), indent=2) + "\n"
     if output:

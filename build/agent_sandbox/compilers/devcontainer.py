@@ -16,6 +16,21 @@ from typing import Any
 from .. import egress
 from ..model import WORKSPACE, NetworkMode, Profile
 from .runargs import run_spec
+from .seccomp import SECCOMP_DIR
+
+# How the tier's bind mounts (trusted: ~/.gitconfig, ~/.ssh) behave when the host lacks their source. The Dev
+# Containers spec has no optional mount: its CLI refuses to create the container ("bind source path does not
+# exist"). devcontainer.json says so, in the tool-specific customizations the spec reserves for us.
+MISSING_MOUNT_SOURCES = (
+    "Every source in `mounts` must exist on the host: the Dev Containers CLI refuses to start the container when "
+    "one is missing (bind source path does not exist). Create it (an empty file or directory will do) or delete "
+    "the mount; `agent-sandbox run` instead leaves a missing source out and says so."
+)
+SECCOMP_NOTE = (
+    f"runArgs names a seccomp profile (no user namespaces) in {SECCOMP_DIR}/: "
+    "`agent-sandbox policy compile TIER --target devcontainer` writes it there (or --target seccomp prints it). "
+    "Without the file the container does not start."
+)
 
 
 def _container_env(profile: Profile, *, uid: int, gid: int) -> dict[str, str]:
@@ -68,6 +83,13 @@ def devcontainer_json(profile: Profile, image: str, *, uid: int = 1000, gid: int
         "updateRemoteUserUID": False,
         "mounts": _mounts(profile),
     }
+    notes = {}
+    if profile.container.mounts:
+        notes["missingMountSources"] = MISSING_MOUNT_SOURCES
+    if any(flag.startswith("--security-opt=seccomp=") for flag in spec.flags):
+        notes["seccompProfile"] = SECCOMP_NOTE
+    if notes:
+        config["customizations"] = {"agent-sandbox": {"tier": profile.name, **notes}}
     return config
 
 

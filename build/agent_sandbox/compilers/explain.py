@@ -326,11 +326,29 @@ def _exec_runtime(profile: Profile) -> Enforcement:
 
 
 # ------------------------------------------------------------------ capabilities and limits
+USERNS_REFUSED = (
+    "seccomp profile (compilers/seccomp.py: the intersection of podman's and docker's defaults): unshare and "
+    "clone with CLONE_NEWUSER and setns refused (EPERM), clone3 ENOSYS, other namespaces only with CAP_SYS_ADMIN"
+)
+USERNS_ENGINE_DEFAULT = (
+    "user namespaces are not blocked by the tier (container.user_namespaces is not false): the engine's default "
+    "seccomp profile decides. podman's lets the agent create one (`unshare -Ur`: root with every capability over "
+    "its own namespaces, and the kernel code only that reaches); docker's refuses it to a container without "
+    "CAP_SYS_ADMIN."
+)
+CODEX_SANDBOX = (
+    "Codex's own sandbox (bubblewrap) needs user namespaces and fails here: run codex with "
+    "--dangerously-bypass-approvals-and-sandbox (or -s danger-full-access); this sandbox is the boundary. The "
+    "same holds for other tools that sandbox with namespaces (bwrap, unshare, rootless podman)."
+)
+
+
 def _limits(profile: Profile) -> ClassExplanation:
     box = profile.container
     flags = [f"--cap-drop {','.join(box.cap_drop)}" if box.cap_drop else "default capabilities"]
     flags += [f"--cap-add {','.join(box.cap_add)}"] if box.cap_add else []
     flags += ["no-new-privileges"] if box.no_new_privileges else []
+    flags += ["no user namespaces"] if not box.user_namespaces else []
     flags += [f"memory {box.memory}"] if box.memory else []
     flags += [f"cpus {box.cpus:g}"] if box.cpus is not None else []
     flags += [f"pids {box.pids}"] if box.pids is not None else []
@@ -341,16 +359,22 @@ def _limits(profile: Profile) -> ClassExplanation:
     gaps = [f"no {name} limit." for name in missing]
     if not box.cap_drop:
         gaps.append("default container capabilities (CHOWN, DAC_OVERRIDE, SETUID, NET_RAW, ...) are kept.")
+    if box.user_namespaces:
+        gaps.append(USERNS_ENGINE_DEFAULT)
     dropped = ("every capability",) if "ALL" in box.cap_drop else tuple(f"CAP_{c}" for c in box.cap_drop)
+    dropped += ("user namespaces",) if not box.user_namespaces else ()
     kept = tuple(f"CAP_{c}" for c in box.cap_add) or (
         ("no capability",) if "ALL" in box.cap_drop else ("the engine's default capabilities",)
     )
+    what = "; ".join(f for f in flags if not f.startswith("no user namespaces"))
+    if not box.user_namespaces:
+        what += "; " + USERNS_REFUSED
     return ClassExplanation(
         "capabilities/limits",
         ", ".join(flags),
         kept,
         dropped,
-        (Enforcement(CONTAINER, "; ".join(flags)),),
+        (Enforcement(CONTAINER, what),),
         tuple(gaps) or ("nothing: Leash plays no part here.",),
     )
 
@@ -397,8 +421,9 @@ def explain(profile: Profile) -> Explanation:
         _limits(profile),
         _audit(profile),
     )
+    notes = (CODEX_SANDBOX,) if not profile.container.user_namespaces else ()
     return Explanation(
-        profile.name, profile.lineage, profile.description, classes, (LEASH_NEEDS, LEASH_BOOTSTRAP, SOURCES)
+        profile.name, profile.lineage, profile.description, classes, (*notes, LEASH_NEEDS, LEASH_BOOTSTRAP, SOURCES)
     )
 
 

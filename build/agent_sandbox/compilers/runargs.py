@@ -7,14 +7,14 @@ compiler renders the same spec into devcontainer.json fields, so both always agr
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
 from .. import egress
 from ..labels import LABEL_TIER as TIER_LABEL
 from ..model import WORKSPACE, Mount, NetworkMode, Profile
-
+from .seccomp import default_seccomp_path
 
 
 @functools.cache
@@ -41,15 +41,25 @@ def _tmpfs_flag(path: str) -> str:
     return f"--tmpfs={path}:rw,nosuid,nodev,mode=1777"
 
 
-def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000, network: str | None = None) -> RunSpec:
+def run_spec(
+    profile: Profile, *, uid: int = 1000, gid: int = 1000, network: str | None = None, seccomp: str | None = None
+) -> RunSpec:
     """`network`: the internal network a proxied tier joins (default: egress.EGRESS_NETWORK, the name the
-    devcontainer files use; `agent-sandbox run` gives every sandbox its own)."""
+    devcontainer files use; `agent-sandbox run` gives every sandbox its own).
+
+    `seccomp`: where the tier's seccomp file is (compilers/seccomp.py; only tiers with
+    `container.user_namespaces: false` have one). This compiler writes no file: by default the flag names
+    seccomp.SECCOMP_DIR under `${localEnv:HOME}`, where `policy compile` puts it; the runtime passes the copy it
+    wrote into the sandbox's state directory."""
     box = profile.container
     flags: list[str] = [f"--user={uid}:{gid}"]
     flags += [f"--cap-drop={cap}" for cap in box.cap_drop]
     flags += [f"--cap-add={cap}" for cap in box.cap_add]
     if box.no_new_privileges:
         flags.append("--security-opt=no-new-privileges")
+    seccomp_path = seccomp or default_seccomp_path(profile)
+    if seccomp_path is not None:
+        flags.append(f"--security-opt=seccomp={seccomp_path}")
     if profile.filesystem.readonly:
         flags.append("--read-only")
     flags += [_tmpfs_flag(path) for path in box.tmpfs]
@@ -81,12 +91,28 @@ def run_spec(profile: Profile, *, uid: int = 1000, gid: int = 1000, network: str
     return RunSpec(tuple(flags), tuple(env), passthrough, box.mounts, profile.workspace_mode)
 
 
-def _expand_local_env(text: str, host_env: Mapping[str, str]) -> str:
+def expand_local_env(text: str, host_env: Mapping[str, str]) -> str:
     """Resolve the devcontainer form `${localEnv:NAME}` against the host environment."""
     out = text
     for name, value in host_env.items():
         out = out.replace("${localEnv:" + name + "}", value)
     return out
+
+
+def mount_sources(profile: Profile, host_env: Mapping[str, str]) -> tuple[tuple[Mount, str], ...]:
+    """Each of the tier's bind mounts with its source resolved against `host_env`."""
+    return tuple((m, expand_local_env(m.source, host_env)) for m in profile.container.mounts)
+
+
+def missing_mounts(
+    profile: Profile, host_env: Mapping[str, str], exists: Callable[[str], bool]
+) -> tuple[tuple[Mount, str], ...]:
+    """The tier's mounts whose resolved source does not exist (`exists` answers for the host: the runtime passes
+    os.path.exists). A tier mount is an offer of the host's files (trusted: ~/.gitconfig, ~/.ssh), not a
+    requirement: the runtime leaves these out with a warning instead of failing the start, as an engine would
+    (`statfs /root/.ssh: no such file or directory`). A source still containing `${localEnv:...}` (the variable
+    is unset) is missing too."""
+    return tuple((m, src) for m, src in mount_sources(profile, host_env) if "${localEnv:" in src or not exists(src))
 
 
 def run_args(
@@ -97,11 +123,16 @@ def run_args(
     uid: int = 1000,
     gid: int = 1000,
     network: str | None = None,
+    seccomp: str | None = None,
+    skip_mounts: Collection[str] = (),
 ) -> list[str]:
-    """The docker/podman `run` flags for a tier. `workspace` is the host directory mounted at /workspace."""
-    spec = run_spec(profile, uid=uid, gid=gid, network=network)
+    """The docker/podman `run` flags for a tier. `workspace` is the host directory mounted at /workspace.
+
+    `${localEnv:NAME}` in the flags (the seccomp file's default place) and in the mounts' sources resolves against
+    `host_env`. `skip_mounts`: targets of tier mounts to leave out (the runtime's choice: `missing_mounts`)."""
+    spec = run_spec(profile, uid=uid, gid=gid, network=network, seccomp=seccomp)
     host_env = host_env or {}
-    args = list(spec.flags)
+    args = [expand_local_env(flag, host_env) for flag in spec.flags]
     args += [f"--env={name}={value}" for name, value in spec.env]
     args += [f"--env={name}" for name in spec.passthrough_env]
     if workspace is not None:
@@ -109,6 +140,8 @@ def run_args(
         args.append(f"--mount=type=bind,source={workspace},target={WORKSPACE}{ro}")
         args.append(f"--workdir={WORKSPACE}")
     for mount in spec.mounts:
+        if mount.target in skip_mounts:
+            continue
         ro = ",readonly" if mount.readonly else ""
-        args.append(f"--mount=type=bind,source={_expand_local_env(mount.source, host_env)},target={mount.target}{ro}")
+        args.append(f"--mount=type=bind,source={expand_local_env(mount.source, host_env)},target={mount.target}{ro}")
     return args

@@ -27,10 +27,12 @@ from .checks import (
     check_limits,
     check_metadata_label,
     check_no_new_privileges,
+    check_no_setid_files,
     check_oom,
     check_outside_reach,
     check_root_filesystem,
     check_tmp,
+    check_user_namespaces,
     check_workspace_mount,
     check_writable_places,
     mount_of,
@@ -55,6 +57,7 @@ from .expectations import (
     expect,
 )
 from .probe import (
+    CLONE_NEWUSER_PROBE,
     FETCH,
     FORK_BOMB,
     MEMORY_HOG,
@@ -63,6 +66,7 @@ from .probe import (
 
 __all__ = [
     "CAP_FIELDS",
+    "CLONE_NEWUSER_PROBE",
     "CREDENTIAL_PATHS",
     "ENGINE_FILES",
     "FETCH",
@@ -92,10 +96,12 @@ __all__ = [
     "check_limits",
     "check_metadata_label",
     "check_no_new_privileges",
+    "check_no_setid_files",
     "check_oom",
     "check_outside_reach",
     "check_root_filesystem",
     "check_tmp",
+    "check_user_namespaces",
     "check_workspace_mount",
     "check_writable_places",
     "describe",

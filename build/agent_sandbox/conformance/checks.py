@@ -221,6 +221,30 @@ def check_escalation(exp: Expectations, attempts: Mapping[str, tuple[int, str]])
             _fail(exp, f"`{command}` gave root (uid 0)")
 
 
+def check_user_namespaces(exp: Expectations, attempts: Mapping[str, tuple[int, str]]) -> None:
+    """`attempts`: command -> (exit code, output) of trying to create a user namespace (`Probe.user_namespace_attempts`;
+    exit code 127: the tool to try with is missing). A tier with `user_namespaces: false` claims every try fails;
+    other tiers claim nothing (the engine's default seccomp profile decides)."""
+    if exp.user_namespaces:
+        return
+    tried = {command: result for command, result in attempts.items() if result[0] != 127}
+    if not tried:
+        _fail(exp, "nothing in the image could try to create a user namespace (no unshare, no python3)")
+    for command, (code, output) in tried.items():
+        if code == 0:
+            _fail(exp, f"`{command}` created a user namespace ({output.strip()[-200:] or 'exit 0'}); "
+                  "the tier refuses user namespaces")
+
+
+def check_no_setid_files(exp: Expectations, files: Iterable[str]) -> None:
+    """`files`: the setuid/setgid files the sandbox user can reach on the image's root filesystem. None may exist:
+    they are escalation paths (with no-new-privileges they gain nothing, but trusted runs without it), and the
+    agent never needs to become another user."""
+    found = sorted(files)
+    if found:
+        _fail(exp, f"the image has {len(found)} setuid/setgid program(s): {', '.join(found)}")
+
+
 def check_root_filesystem(exp: Expectations, mounts: list[MountEntry], writes: Mapping[str, str]) -> None:
     """`writes`: path -> outcome of creating a file there as the sandbox user (see `Probe.try_write`)."""
     root = visible_mounts(mounts).get("/")

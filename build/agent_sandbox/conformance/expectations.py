@@ -93,6 +93,9 @@ class Expectations:
     unset_env: tuple[str, ...]  # variables that must not be set inside (API keys the caller did not pass)
     denied_paths: tuple[str, ...]  # must be absent, unreadable, or an empty non-mount directory
     escalation_blocked: bool  # setuid sudo/su cannot give root (no_new_privileges)
+    # False: creating a user namespace (unshare -Ur, clone(CLONE_NEWUSER)) fails; True: no claim (the engine's
+    # default seccomp profile decides)
+    user_namespaces: bool = True
 
     @property
     def bounding_caps(self) -> frozenset[str] | None:
@@ -156,6 +159,7 @@ def expect(profile: Profile, *, uid: int = 1000, gid: int = 1000, passed_env: It
         unset_env=tuple(v for v in spec.passthrough_env if v not in set(passed_env)),
         denied_paths=denied_paths,
         escalation_blocked=box.no_new_privileges,
+        user_namespaces=box.user_namespaces,
     )
 
 
@@ -183,6 +187,9 @@ def describe(exp: Expectations) -> list[str]:
         f"identity: uid {exp.uid} ({exp.user}), home {exp.home}"
         + ("; sudo/su cannot give root" if exp.escalation_blocked else ""),
         f"capabilities: {caps}; NoNewPrivs {int(exp.no_new_privileges)}",
+        "user namespaces: " + ("the engine's default decides (no claim)" if exp.user_namespaces
+                               else "refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
+        "image: no setuid or setgid program the sandbox user can reach",
         "root filesystem: "
         + ("read-only; nothing the user writes outlives the sandbox" if exp.readonly_root else "read-write"),
         f"workspace: {WORKSPACE} mounted {exp.workspace_mode}; tmpfs: {', '.join(exp.tmpfs) or 'none'} (/tmp 1777)"

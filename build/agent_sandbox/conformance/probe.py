@@ -61,6 +61,26 @@ while True:
 sys.stdout.write(data.decode(errors="replace"))
 """
 
+# clone(2) itself with CLONE_NEWUSER (what bubblewrap does), not only unshare(2): a profile that filtered one and
+# not the other would leave the door open. Without CLONE_VM the child is a copy of the process (like fork) and
+# leaves at once. Flags come first on x86_64 and arm64 (not on s390, which the suite does not run on).
+CLONE_NEWUSER_PROBE = r"""
+import ctypes, os, platform, sys
+number = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+if number is None:
+    print("no clone number for", platform.machine()); sys.exit(127)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+zero = ctypes.c_long(0)
+pid = libc.syscall(ctypes.c_long(number), ctypes.c_long(0x10000000 | 17), zero, zero, zero, zero)
+if pid == 0:
+    os._exit(0)
+if pid < 0:
+    print("clone(CLONE_NEWUSER):", os.strerror(ctypes.get_errno())); sys.exit(1)
+os.waitpid(pid, 0)
+print("clone(CLONE_NEWUSER): child", pid, "in a new user namespace")
+"""
+
 
 def _classify_write(message: str) -> str:
     if message == "written":
@@ -224,6 +244,26 @@ class Probe:
     def environment(self) -> dict[str, str]:
         result = self.run("env -0")
         return dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+
+    def user_namespace_attempts(self) -> dict[str, tuple[int, str]]:
+        """Try to create a user namespace: `unshare -Ur true` (util-linux) and clone(CLONE_NEWUSER) from python3.
+        Exit code 127: the tool is not in the image."""
+        attempts = {}
+        for command, tool in (("unshare -Ur true", "unshare"), ("python3 clone(CLONE_NEWUSER)", "python3")):
+            if self.run(f"command -v {tool}").rc != 0:
+                attempts[command] = (127, f"{tool} is not installed")
+                continue
+            if tool == "unshare":
+                result = self.run("timeout 10 unshare -Ur true")
+            else:
+                result = self.run("timeout 10 python3 -c %s", CLONE_NEWUSER_PROBE)
+            attempts[command] = (result.rc, result.stdout + result.stderr)
+        return attempts
+
+    def setid_files(self) -> list[str]:
+        """Setuid/setgid regular files on the root filesystem (not other mounts) that the user can find."""
+        result = self.run("find / -xdev -type f -perm /6000 2>/dev/null; true")
+        return [line for line in result.stdout.splitlines() if line.strip()]
 
     def escalation_attempts(self) -> dict[str, tuple[int, str]]:
         """Try to become root with sudo and su (without a terminal, with a 5 s timeout each)."""
