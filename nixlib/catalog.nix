@@ -4,7 +4,9 @@
 # The catalog is the one list of what images hold (the Debian backend and the conformance tests
 # read it too), so no package list is written out in Nix. Each tool's `nix` value is a nixpkgs
 # attribute path ("stdenv.cc.cc.lib" included); a tool with `nix = ""` comes from nixlib itself
-# (`nixlibTools`) or the evaluation fails with its name.
+# (`nixlibTools`) or the evaluation fails with its name. `nix_outputs` names the outputs an image
+# gets when the default one is not enough: dockerTools' `contents` take a package's default output
+# only, and glibc's (`out`, the libraries) has no getconf, which is in `bin`.
 { pkgs, catalog, nixlibTools }:
 let
   inherit (pkgs) lib;
@@ -24,6 +26,18 @@ let
     else nixlibTools.${name} or (throw
       "images/catalog.toml: tool '${name}' has no nixpkgs attribute (nix = \"\") and nixlib does not provide it");
 
+  # The packages of a tool: its package (the default output), or each output `nix_outputs` names.
+  toolPackages = name:
+    let
+      tool = catalog.tools.${name};
+      pkg = toolPackage name;
+    in
+    if tool ? nix_outputs then
+      map
+        (output: pkg.${output} or (throw "images/catalog.toml: tool '${name}': ${tool.nix} has no output '${output}'"))
+        tool.nix_outputs
+    else [ pkg ];
+
   agentPackage = name:
     let
       agent = catalog.agents.${name} or (throw
@@ -35,7 +49,7 @@ let
   setToolNames = builtins.mapAttrs (_: set: set.tools) catalog.sets;
 in
 {
-  inherit toolPackage agentPackage setToolNames;
+  inherit toolPackage toolPackages agentPackage setToolNames;
 
   agentNames = builtins.attrNames catalog.agents;
 
@@ -43,7 +57,7 @@ in
   # python, node) and the design's agentTools and agentSandbox, straight from the catalog, plus
   # agentCLIs = every agent CLI of the catalog (images pick theirs from [agents]).
   packageSets =
-    builtins.mapAttrs (_: names: map toolPackage names) setToolNames
+    builtins.mapAttrs (_: names: builtins.concatMap toolPackages names) setToolNames
     // { agentCLIs = map agentPackage (builtins.attrNames catalog.agents); };
 
   # The tools of some package sets, each once, in set order (like images.image_tools in Python).

@@ -35,7 +35,7 @@ in
 mkDevContainer {
   name = "${desc.registry}/${desc.name}";
   tag = if tag == null then variantTag else tag;
-  packages = map catalog.toolPackage toolNames ++ map catalog.agentPackage (util.uniqueStrings chosenAgents);
+  packages = builtins.concatMap catalog.toolPackages toolNames ++ map catalog.agentPackage (util.uniqueStrings chosenAgents);
   user = desc.user or "vscode";
   uid = desc.uid or 1000;
   gid = desc.gid or 1000;

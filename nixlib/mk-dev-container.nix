@@ -4,6 +4,7 @@
 # - a non-root user with uid/gid from image.toml, /workspace owned by it, /tmp 1777;
 # - the Debian CA layout: /etc/ssl/certs/ca-certificates.crt (a root-owned file, not a store
 #   symlink) and `update-ca-certificates` for /usr/local/share/ca-certificates/;
+# - time zones where Debian has them, /usr/share/zoneinfo, and TZDIR pointing there;
 # - every compiled tier under /etc/agent-sandbox/<tier>/ (images/compiled/policies.json);
 # - the image's own files (images/<image>/rootfs: ssh through the egress proxy, agent defaults), as the
 #   Debian backend adds them;
@@ -126,6 +127,12 @@ pkgs.dockerTools.buildLayeredImage {
     # /usr/bin/env for VS Code server scripts and `#!/usr/bin/env` shebangs
     ln -sf ${pkgs.coreutils}/bin/env ./usr/bin/env
 
+    # Time zones at the Debian path (Python's zoneinfo, Debian-built tools, the catalog's tzdata
+    # check): nixpkgs' tzdata installs them to $out/share/zoneinfo, which `contents` puts at
+    # /share/zoneinfo; glibc finds them through TZDIR (config.Env)
+    mkdir -p ./usr/share
+    ln -sfn ${pkgs.tzdata}/share/zoneinfo ./usr/share/zoneinfo
+
     # VS Code Remote: identify as nixos (skips VS Code's glibc check)
     cat > ./etc/os-release <<'OSRELEASE'
     ID=nixos
@@ -231,6 +238,8 @@ pkgs.dockerTools.buildLayeredImage {
       "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
       "NIX_SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
       "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
+      # nixpkgs' glibc looks in its own $out/share/zoneinfo, which has no zones (NixOS sets TZDIR too)
+      "TZDIR=/usr/share/zoneinfo"
       # VS Code Remote: libraries for VS Code's node binary without patching it
       "LD_LIBRARY_PATH=${pkgs.glibc}/lib:${pkgs.stdenv.cc.cc.lib}/lib"
     ];

@@ -27,6 +27,9 @@ class Tool:
     check: str
     comment: str
     note: str = ""
+    # The outputs of the nixpkgs attribute the image gets (the default output alone when empty): a package in
+    # dockerTools' `contents` is its default output only, and glibc's default (`out`, the libraries) has no getconf.
+    nix_outputs: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -263,7 +266,9 @@ DEVCONTAINER_REQUIRED = ("tier", "agents")
 
 CATALOG_SCHEMA: dict[str, Any] = {
     "sets": (EACH, {"comment": STR, "tools": STRLIST}),
-    "tools": (EACH, {"nix": STR, "debian": STRLIST, "check": NONEMPTY, "comment": STR, "note": STR}),
+    "tools": (
+        EACH, {"nix": STR, "nix_outputs": STRLIST, "debian": STRLIST, "check": NONEMPTY, "comment": STR, "note": STR}
+    ),
     "agents": (
         EACH,
         {"nix": STR, "check": NONEMPTY, "comment": STR, "npm": STR, "pypi": STR, "unfree": BOOL, "note": STR,
@@ -299,6 +304,7 @@ _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9]
 _HEADER = re.compile(r"[A-Za-z0-9-]+")
 _PATH_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)*")
 _ATTR_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*(?:\.[A-Za-z_][A-Za-z0-9_'-]*)*")
+_OUTPUT = re.compile(r"[a-z][a-zA-Z0-9_-]*")  # a derivation output: out, bin, lib, getent, ...
 
 _KIND_NAMES = {
     STR: "a string",
@@ -374,6 +380,12 @@ def load_catalog(path: Path | None = None) -> Catalog:
     for name, t in data.get("tools", {}).items():
         if t["nix"]:
             _valid(_ATTR_PATH, t["nix"], "nixpkgs attribute path", src.where("tools", name, "nix"))
+        outputs = t.get("nix_outputs", [])
+        if "nix_outputs" in t and (not t["nix"] or not outputs or len(set(outputs)) != len(outputs)):
+            raise InputError("nix_outputs: the outputs of the tool's `nix` attribute, at least one, each once",
+                             src.where("tools", name, "nix_outputs"))
+        for i, output in enumerate(outputs):
+            _valid(_OUTPUT, output, "derivation output name", src.where("tools", name, "nix_outputs", i))
         for i, package in enumerate(t.get("debian", [])):
             _valid(_DEBIAN_PACKAGE, package, "Debian package name", src.where("tools", name, "debian", i))
         tools[name] = Tool(
@@ -383,6 +395,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
             check=t["check"],
             comment=t.get("comment", ""),
             note=t.get("note", ""),
+            nix_outputs=tuple(outputs),
         )
     providers: dict[str, Provider] = {}
     for name, v in data.get("providers", {}).items():

@@ -119,6 +119,7 @@ let
   sys = "SYSTEM";
   args = drv: drv.standInArgs;
   image = flake.packages.${sys}.agent-sandbox-devcontainer;
+  imageArm = flake.packages.aarch64-linux.agent-sandbox-devcontainer;
   variant = flake.lib.${sys}.mkAgentImage { agents = [ "claude" ]; tier = "paranoid"; };
   leashOf = s: let l = flake.packages.${s}.leash; in { args = args l; src = args (args l).src; };
 in
@@ -128,8 +129,10 @@ in
   image = args image;
   imageTag = image.imageTag;
   imageName = image.imageName;
-  imageArm = args flake.packages.aarch64-linux.agent-sandbox-devcontainer;
+  imageArm = args imageArm;
   variant = args variant;
+  # what the store paths of each image hold (the stand-in's fake packages), for contract.check_tools
+  stores = { image = image.standInStore; imageArm = imageArm.standInStore; variant = variant.standInStore; };
   variantTag = variant.imageTag;
   # variants the Debian backend can build too (it skips cursor), for the labels both must agree on
   registryAgents = args (flake.lib.${sys}.mkAgentImage { agents = [ "claude" "codex" "gemini" "aider" ]; });
@@ -148,3 +151,9 @@ in
 
 def summary_expr(path: Path, system: str = SYSTEM) -> str:
     return SUMMARY.replace("FLAKE", Harness.flake(path)).replace("SYSTEM", system)
+
+
+def image_expr(path: Path, attr: str) -> str:
+    """An image's recorded arguments and what its store paths hold, as contract.check_image takes them."""
+    drv = f"{Harness.flake(path)}.{attr}"
+    return f"{{ args = {drv}.standInArgs; store = {drv}.standInStore; }}"

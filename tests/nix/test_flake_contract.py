@@ -20,7 +20,7 @@ from agent_sandbox import labels, profiles
 from agent_sandbox.images import load_catalog, load_image
 
 import contract
-from nixharness import FIXTURE, REPO, SYSTEM, SYSTEMS, Harness, attr_of, requires_nix
+from nixharness import FIXTURE, REPO, SYSTEM, SYSTEMS, Harness, attr_of, image_expr, requires_nix
 
 pytestmark = requires_nix
 
@@ -81,7 +81,7 @@ def test_package_sets_are_the_catalog(summary: dict[str, Any], catalog) -> None:
         sets = summary[key]
         assert set(sets) == set(catalog.sets) | {"agentCLIs"}
         for name, tools in catalog.sets.items():
-            want = [contract.nix_attr(catalog.tools[t].nix, t) for t in tools]
+            want = [attr for t in tools for attr in contract.tool_attrs(catalog.tools[t])]
             assert [attr_of(p) for p in sets[name]] == want, name
         assert [attr_of(p) for p in sets["agentCLIs"]] == [catalog.agents[a].nix for a in sorted(catalog.agents)]
 
@@ -91,7 +91,9 @@ def test_no_package_list_is_written_in_nix(catalog) -> None:
     packages mkDevContainer needs for paths inside the image are named in Nix."""
     nix_code = "\n".join(p.read_text() for p in [REPO / "flake.nix", *sorted((REPO / "nixlib").glob("*.nix"))])
     assert "with pkgs; [" not in nix_code
-    used_for_paths = {"bashInteractive", "coreutils", "findutils", "gnugrep", "cacert", "glibc", "stdenv.cc.cc.lib", "nix-direnv"}
+    used_for_paths = {
+        "bashInteractive", "coreutils", "findutils", "gnugrep", "cacert", "tzdata", "glibc", "stdenv.cc.cc.lib", "nix-direnv"
+    }  # fmt: skip
     attrs = [t.nix for t in catalog.tools.values() if t.nix] + [a.nix for a in catalog.agents.values()]
     named = {a for a in attrs if re.search(rf"pkgs\.{re.escape(a)}(?![\w.-])", nix_code)}
     assert named <= used_for_paths, named - used_for_paths
@@ -99,12 +101,12 @@ def test_no_package_list_is_written_in_nix(catalog) -> None:
 
 # ------------------------------------------------------------------ the image
 def test_image_holds_the_contract(summary: dict[str, Any], image, catalog) -> None:
-    contract.check_image(summary["image"], image, catalog, image.agents, image.tier)
+    contract.check_image(summary["image"], image, catalog, image.agents, image.tier, summary["stores"]["image"])
     assert summary["imageName"] == f"{image.registry}/{image.name}" and summary["imageTag"] == image.tag
 
 
 def test_image_for_aarch64_holds_the_same_contract(summary: dict[str, Any], image, catalog) -> None:
-    contract.check_image(summary["imageArm"], image, catalog, image.agents, image.tier)
+    contract.check_image(summary["imageArm"], image, catalog, image.agents, image.tier, summary["stores"]["imageArm"])
 
 
 def test_metadata_label_is_the_python_compilers(summary: dict[str, Any], image) -> None:
@@ -124,7 +126,7 @@ def test_variant_changes_agents_tier_and_tag(summary: dict[str, Any], image, cat
     from agent_sandbox.backends.nix import variant_tag
 
     variant = summary["variant"]
-    contract.check_image(variant, image, catalog, ("claude",), "paranoid")
+    contract.check_image(variant, image, catalog, ("claude",), "paranoid", summary["stores"]["variant"])
     agents = {attr_of(p) for p in variant["contents"]} & {a.nix for a in catalog.agents.values()}
     assert agents == {"claude-code"}
     assert variant["config"]["Labels"][labels.LABEL_TIER] == "paranoid"
@@ -306,11 +308,28 @@ def test_every_fixture_entry_is_used(summary: dict[str, Any]) -> None:
 def test_stand_in_implements_every_function(harness: Harness) -> None:
     fixture = tomllib.loads(FIXTURE.read_text())["attrs"]
     impls, _ = harness.eval_expr(
-        f'builtins.attrNames (import {harness.stand_in}/impls.nix {{ system = "{SYSTEM}"; fakeHash = x: x; }})'
+        f'builtins.attrNames (import {harness.stand_in}/impls.nix {{ system = "{SYSTEM}"; fakeHash = x: x; fakeStore = {{ }}; }})'
     )
     assert set(impls) == {name for name, spec in fixture.items() if spec["kind"] != "package"}
     for name, spec in fixture.items():
         assert spec["kind"] in ("package", "function", "value") and spec["defined_in"] and spec["checked_at"], name
+        if "outputs" in spec or "files" in spec:  # what a package holds, and where that was read
+            outputs = spec.get("outputs", ["out"])
+            assert spec["kind"] == "package" and len(set(outputs)) == len(outputs), name
+            assert set(spec.get("files", {})) <= set(outputs) and spec["files_evidence"], name
+
+
+def test_contract_reads_every_catalog_check(catalog) -> None:
+    """check_tools derives what each check needs from the command; a form it cannot read fails here first."""
+    for entry in [*catalog.tools.values(), *catalog.agents.values()]:
+        assert contract.needs_of(entry.check), entry.name
+    assert contract.needs_of("test -x /usr/sbin/useradd || command -v useradd") == (
+        ((("path", "/usr/sbin/useradd"),),),
+        ((("program", "useradd"),),),
+    )
+    assert contract.needs_of("nc -h 2>&1 | grep -q -- '-X proxy_protocol'") == (
+        ((("program", "nc"),), (("program", "grep"),)),
+    )
 
 
 def test_stand_in_rejects_unknown_attributes(harness: Harness) -> None:
@@ -353,16 +372,38 @@ MUTATIONS = {
         "dev.agent-sandbox.agents",
     ),
     "wrong-backend": ("nixlib/mk-dev-container.nix", '${names.backend} = "nix";', '${names.backend} = "debian";', "backend"),
+    # the catalog's checks, in what the image gets (check_tools): time zones at the Debian path, glibc's getconf
+    "no-zoneinfo-link": (
+        "nixlib/mk-dev-container.nix",
+        "    ln -sfn ${pkgs.tzdata}/share/zoneinfo ./usr/share/zoneinfo\n",
+        "\n",
+        r"tool tzdata: `test -e /usr/share/zoneinfo/UTC` needs /usr/share/zoneinfo/UTC",
+    ),
+    "zoneinfo-link-to-a-missing-path": (
+        "nixlib/mk-dev-container.nix",
+        "ln -sfn ${pkgs.tzdata}/share/zoneinfo ./usr/share/zoneinfo",
+        "ln -sfn ${pkgs.tzdata}/zoneinfo ./usr/share/zoneinfo",
+        r"/usr/share/zoneinfo links to /nix/store/\S+-stand-in-tzdata/zoneinfo, which the store path does not hold",
+    ),
+    "no-tzdir": ("nixlib/mk-dev-container.nix", '      "TZDIR=/usr/share/zoneinfo"\n', "", "TZDIR"),
+    # the image's glibc as it was: the default output only (`out`, the libraries), without `bin` and its getconf
+    "glibc-default-output-only": (
+        "images/catalog.toml",
+        'nix_outputs = ["out", "bin"]                     # out: the libraries (VS Code\'s node); bin: getconf, ldd, locale\n',
+        "",
+        r"tool glibc: `getconf GNU_LIBC_VERSION` needs the program getconf \(on PATH\)",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
-def test_contract_catches_wrong_calls(harness: Harness, name: str, image, catalog) -> None:
+def test_contract_catches_wrong_calls(harness: Harness, name: str, image) -> None:
     path, old, new, complaint = MUTATIONS[name]
     copy = harness.mutated(f"mutant-{name}", path, old, new)
-    value, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.standInArgs")
+    value, _ = harness.eval_expr(image_expr(copy, f"packages.x86_64-linux.{IMAGE}"))
+    catalog = load_catalog(copy / "images" / "catalog.toml")  # the contract of the copy's own catalog
     with pytest.raises(AssertionError, match=complaint):
-        contract.check_image(value, image, catalog, image.agents, image.tier)
+        contract.check_image(value["args"], image, catalog, image.agents, image.tier, value["store"])
 
 
 def test_stand_in_rejects_unknown_build_arguments(harness: Harness) -> None:

@@ -76,13 +76,15 @@ def test_nix_strings_are_escaped() -> None:
 @pytest.mark.parametrize(("agents", "tier"), [(None, None), (["claude"], "paranoid")])
 def test_the_command_builds_against_the_stand_in(harness: Harness, agents, tier) -> None:
     """The exact command build_nix runs, pointed at a copy locked to the stand-in: the stand-in's
-    buildLayeredImage is a real (trivial) derivation whose output is the JSON of its arguments."""
+    buildLayeredImage is a real (trivial) derivation whose output is the JSON of its arguments
+    and of what their store paths hold."""
     result = build_nix(IMAGE, agents=agents, tier=tier, flake=f"path:{harness.locked}", system=SYSTEM, nix_args=harness.options())
     assert result.out_path and result.out_path.startswith("/nix/store/")
-    args = json.loads(Path(result.out_path).read_text())
+    built = json.loads(Path(result.out_path).read_text())
+    args = built["args"]
     image = load_image(IMAGE)
     chosen_agents = tuple(agents) if agents else image.agents
-    contract.check_image(args, image, load_catalog(), chosen_agents, tier or image.tier)
+    contract.check_image(args, image, load_catalog(), chosen_agents, tier or image.tier, built["store"])
     assert args["tag"] == result.reference.rsplit(":", 1)[1]
     assert args["name"] == result.reference.rsplit(":", 1)[0]
 

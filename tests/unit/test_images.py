@@ -70,6 +70,8 @@ def test_the_shipped_files_load() -> None:
     img = images.load_image("agent-sandbox-devcontainer", cat)
     assert img.user == profiles.load_profile(img.tier).container.user == "vscode"
     assert cat.tools["bash"].debian == ("bash",)
+    assert cat.tools["bash"].nix_outputs == ()  # the default output
+    assert cat.tools["glibc"].nix_outputs == ("out", "bin")  # getconf is in glibc's bin output
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -169,6 +171,10 @@ BAD_CATALOG = [
     (catalog("debian", 'npm = "bash"'), 6, "tools.bash.npm", "unknown key"),
     (catalog("nix", "nix = 1"), 5, "tools.bash.nix", "must be a string"),
     (catalog("nix", 'nix = "a b"'), 5, "tools.bash.nix", "nixpkgs attribute path"),
+    (catalog("debian", 'debian = []\nnix_outputs = ["out", "Bin"]'), 7, "tools.bash.nix_outputs[1]", "derivation output"),
+    (catalog("debian", 'debian = []\nnix_outputs = []'), 7, "tools.bash.nix_outputs", "at least one, each once"),
+    (catalog("debian", 'debian = []\nnix_outputs = ["out", "out"]'), 7, "tools.bash.nix_outputs", "each once"),
+    (catalog(extra='[tools.x]\nnix = ""\nnix_outputs = ["out"]\ncheck = "x"\n'), 16, "tools.x.nix_outputs", "`nix` attribute"),
     (catalog("check", 'check = ""'), 7, "tools.bash.check", "non-empty string"),
     (catalog("check", None), 4, "tools.bash.check", "missing: [tools.bash] needs check"),
     (catalog("tools", 'tools = ["bash", "nope"]'), 2, "sets.base.tools[1]", "unknown tool 'nope'"),

@@ -7,9 +7,15 @@
 #   that file next to this one): using anything else fails with "attribute ... missing".
 # - Packages are fake derivations named "stand-in-<attribute>"; unfree ones (unfree = true in
 #   the fixture) are refused unless config.allowUnfreePredicate accepts them, as nixpkgs does.
+# - Packages have outputs as mkDerivation gives them (the fixture's `outputs`, first = default; `out`
+#   alone without it): the package is its default output, each output is an attribute (`glibc.bin`),
+#   and each says which files it holds (`standInFiles`, from the fixture's `files.<output>`: only
+#   what the catalog's checks and mkDevContainer's links need). A non-default output's fake store
+#   path ends in "stand-in-<attribute>.<output>", the attribute path that reaches it.
 # - Functions are minimal implementations in impls.nix that record their arguments
 #   (standInCall, standInArgs); dockerTools.buildLayeredImage accepts only the argument names
-#   of the real one and builds a JSON file of its arguments.
+#   of the real one, records what the store paths it can link to hold (standInStore) and builds
+#   a JSON file of both.
 # - Every attribute prints "stand-in-access: <attribute>" (builtins.trace) when it is used, so
 #   the tests can tell which fixture entries are really needed.
 { system, config ? { }, overlays ? [ ] }:
@@ -29,26 +35,54 @@ let
   allowUnfree = config.allowUnfree or false;
   unfreePredicate = config.allowUnfreePredicate or (_: false);
 
+  outputsOf = spec: spec.outputs or [ "out" ];
+
+  # The fake store path of one output: the default output keeps the plain name.
+  storePath = attr: spec: output:
+    if output == builtins.head (outputsOf spec) then "/nix/store/${fakeHash attr}-stand-in-${attr}"
+    else "/nix/store/${fakeHash "${attr}.${output}"}-stand-in-${attr}.${output}";
+
+  filesOf = attr: spec: output:
+    let files = spec.files or { };
+    in
+    if builtins.all (o: builtins.elem o (outputsOf spec)) (builtins.attrNames files) then files.${output} or [ ]
+    else throw "stand-in: '${attr}' has files for an output it does not have (outputs: ${builtins.concatStringsSep ", " (outputsOf spec)})";
+
   fakePackage = attr: spec:
     let
       parts = splitDots attr;
       pname = builtins.elemAt parts (builtins.length parts - 1);
       unfree = spec.unfree or false;
-      pkg = {
+      outputs = outputsOf spec;
+      outputOf = output: {
         type = "derivation";
         name = "stand-in-${attr}";
-        inherit pname;
+        inherit pname outputs;
         version = "0";
-        outPath = "/nix/store/${fakeHash attr}-stand-in-${attr}";
+        outputName = output;
+        outPath = storePath attr spec output;
         meta = { license = if unfree then "unfree" else "free"; };
         standInAttr = attr;
+        standInFiles = filesOf attr spec output;
       };
+      # mkDerivation's shape: the package is its first output, with every output as an attribute
+      pkg = outputOf (builtins.head outputs)
+        // builtins.listToAttrs (map (output: { name = output; value = outputOf output; }) outputs);
     in
     if unfree && !(allowUnfree || unfreePredicate pkg) then
       throw "stand-in: package '${attr}' has an unfree license and config does not allow it"
     else pkg;
 
-  impls = import ./impls.nix { inherit system fakeHash; };
+  # What every fake store path holds ({ "<store path>" = [ files ]; }), computed from the fixture
+  # without using (or tracing) any attribute: dockerTools.buildLayeredImage records it for the
+  # contract's model of the image's root.
+  fakeStore = builtins.listToAttrs (builtins.concatMap
+    (attr:
+      let spec = fixture.attrs.${attr};
+      in map (output: { name = storePath attr spec output; value = filesOf attr spec output; }) (outputsOf spec))
+    (builtins.filter (attr: fixture.attrs.${attr}.kind == "package") names));
+
+  impls = import ./impls.nix { inherit system fakeHash fakeStore; };
 
   valueOf = attr:
     let spec = fixture.attrs.${attr};

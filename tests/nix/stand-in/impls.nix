@@ -3,7 +3,8 @@
 # flake uses (see default.nix). Each function returns a fake derivation that records how it was
 # called; its outPath hashes the JSON of the arguments, so serialising any output forces (and
 # checks) everything it was built from.
-{ system, fakeHash }:
+# fakeStore: what every fake package's store path holds (default.nix, from the fixture's `files`).
+{ system, fakeHash, fakeStore }:
 let
   regexEscape = builtins.replaceStrings
     [ "\\" "." "*" "+" "?" "(" ")" "[" "]" "{" "}" "|" "^" "$" ]
@@ -48,18 +49,30 @@ let
     assert builtins.isString name && builtins.isList contents && builtins.isAttrs config;
     assert maxLayers > 1;
     let
-      # A real (trivial) derivation: `nix build` of an image gives a JSON file of the arguments.
+      # What the store paths the image can link to hold: every fake package, and each element of
+      # `contents` (the real one links each element's top-level directories at / with symlinkJoin:
+      # a package there is its default output only, as any derivation coerced to a path).
+      store = fakeStore // builtins.listToAttrs (map
+        (p: {
+          name = toString p;
+          value = p.standInFiles or (throw
+            "stand-in dockerTools.buildLayeredImage: contents element '${toString p}' does not say which files it holds (standInFiles)");
+        })
+        contents);
+      # A real (trivial) derivation: `nix build` of an image gives a JSON file of the arguments
+      # and of what the store paths hold ({ args, store }).
       drv = derivation {
         name = "stand-in-image-${baseNameOf name}-${if tag == null then "notag" else tag}.json";
         inherit system;
         builder = "/bin/sh";
-        args = [ "-c" "printf '%s' \"$argsJson\" > \"$out\"" ];
-        argsJson = builtins.toJSON args;
+        args = [ "-c" "printf '%s' \"$imageJson\" > \"$out\"" ];
+        imageJson = builtins.toJSON { inherit args store; };
       };
     in
     drv // {
       standInCall = "dockerTools.buildLayeredImage";
       standInArgs = args;
+      standInStore = store;
       imageName = name;
       imageTag = tag;
     };
@@ -82,7 +95,8 @@ in
     assert args ? url && (args ? hash || args ? sha256);
     recorded "fetchurl" (baseNameOf args.url) args;
   "stdenvNoCC.mkDerivation" = args: recorded "stdenvNoCC.mkDerivation" (nameOf args) args;
-  "writeScriptBin" = name: text: recorded "writeScriptBin" name { inherit name text; };
+  # the script is $out/bin/<name>
+  "writeScriptBin" = name: text: recorded "writeScriptBin" name { inherit name text; } // { standInFiles = [ "bin/${name}" ]; };
   "runCommand" = name: env: script: recorded "runCommand" name { inherit name env script; };
   "mkShell" = args: recorded "mkShell" (args.name or "nix-shell") args;
   "python3Packages.buildPythonApplication" = args:
