@@ -138,3 +138,21 @@ def test_codex_users_are_told_its_sandbox_fails_where_user_namespaces_are_refuse
     assert ("codex with --dangerously-bypass-approvals-and-sandbox (or -s danger-full-access)" in notes) == (
         tier == "paranoid")
     assert ("Codex's own sandbox" in ex.render_explanation(explained(tier))) == (tier == "paranoid")
+
+
+# What the container layer of each tier loses when Leash's runner starts the target (it forwards none of our flags).
+UNDER_LEASH = [
+    pytest.param("paranoid", ("--cap-drop ALL", "seccomp profile", "memory 4g", "pids 256", "read-only root",
+                              "no network"), ("egress proxy",), id="paranoid"),
+    pytest.param("strict", ("--cap-drop ALL", "no-new-privileges at start", "memory 8g",
+                            "own network and egress proxy"), ("read-only root", "seccomp"), id="strict"),
+]
+
+
+@pytest.mark.parametrize(("tier", "lost", "not_lost"), UNDER_LEASH)
+def test_explain_says_what_the_tier_loses_under_leash(tier, lost, not_lost):
+    note = next(n for n in explained(tier).notes if n.startswith("Under Leash"))
+    for item in lost:
+        assert item in note
+    for item in not_lost:
+        assert item not in note

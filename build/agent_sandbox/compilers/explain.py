@@ -29,10 +29,28 @@ LEASH_NEEDS = (
     "(`bpf` in /sys/kernel/security/lsm), with cgroup v2 and privileged containers. Elsewhere (Docker Desktop, "
     "rootless engines) Leash only warns: its kernel rules silently do not apply."
 )
-LEASH_BOOTSTRAP = (
-    "Leash's entrypoint (cmd/leash-entry) installs its CA with cp and update-ca-certificates, as root or through "
-    "sudo: with sudo denied, the agent container's entrypoint must run as root for Leash to start."
-)
+
+
+def under_leash(profile: Profile) -> str:
+    """What the container layer of `profile` loses when Leash's runner starts the target (`run --enforcer leash`):
+    the runner passes no --cap-*, --security-opt, limits, --read-only nor network of ours (strongdm/leash
+    internal/runner/runner.go at 61c46b2 forwards only -v, -e, -p and the image)."""
+    c = profile.container
+    lost = [f"--cap-drop {','.join(c.cap_drop)}" if c.cap_drop else "",
+            "no-new-privileges at start" if c.no_new_privileges else "",
+            "its seccomp profile (user namespaces)" if not c.user_namespaces else "",
+            f"memory {c.memory}" if c.memory else "", f"cpus {c.cpus:g}" if c.cpus else "",
+            f"pids {c.pids}" if c.pids else "", "the read-only root" if profile.filesystem.readonly else "",
+            {NetworkMode.NONE: "no network", NetworkMode.PROXIED: "its own network and egress proxy (and key gateway)"}
+            .get(profile.network.mode, "")]
+    kept = [x for x in lost if x]
+    return ("Under Leash (`run --enforcer leash`) Leash's runner starts the container and passes none of the tier's "
+            "container flags: " + ("this tier loses " + "; ".join(kept) if kept else "this tier sets none") + ". "
+            "Leash's entrypoint installs its CA as root, then every command that enters runs as the workspace owner "
+            "without capabilities and with no_new_privs (the image's login hook); Leash's own proxy and kernel rules "
+            "hold the network.")
+
+
 SOURCES = "Leash facts: strongdm/leash internal/lsm and internal/transpiler (read at 61c46b2)."
 
 
@@ -423,7 +441,7 @@ def explain(profile: Profile) -> Explanation:
     )
     notes = (CODEX_SANDBOX,) if not profile.container.user_namespaces else ()
     return Explanation(
-        profile.name, profile.lineage, profile.description, classes, (*notes, LEASH_NEEDS, LEASH_BOOTSTRAP, SOURCES)
+        profile.name, profile.lineage, profile.description, classes, (*notes, LEASH_NEEDS, under_leash(profile), SOURCES)
     )
 
 
