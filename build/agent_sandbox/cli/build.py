@@ -68,6 +68,8 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         result = build_nix(image, agents=agent_list, tier=tier, dry_run=dry_run)
     else:
         from ..backends.debian import build_debian  # imported here: it pulls in the container engine code
+        from .progress import BuildProgress
 
-        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run)
+        with BuildProgress() as show:  # stopped before the CLI reports an error
+            result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show)
     click.echo(result.summary())
