@@ -352,10 +352,10 @@ def load_tier(ref: str, where: Location) -> model.Profile:
 
 
 def check_user(image: Image, profile: model.Profile, where: Location) -> None:
-    """The tier runs as the image's user (image.toml `user`: the user Nix and the Debian backend create)."""
+    """The profile runs as the image's user (image.toml `user`: the user Nix and the Debian backend create)."""
     if profile.container.user != image.user:
         raise InputError(
-            f"tier {profile.name!r} runs as user {profile.container.user!r}, but image {image.name}'s user is "
+            f"profile {profile.name!r} runs as user {profile.container.user!r}, but image {image.name}'s user is "
             f"{image.user!r} ({image.path}); use a profile with container.user: {image.user}",
             where,
         )
