@@ -54,7 +54,7 @@ PAYLOAD = {  # what the image is for, measured with du inside it
 BUILD = (
     "import json, sys\n"
     "from agent_sandbox.backends.debian import build_debian\n"
-    "r = build_debian(sys.argv[1], progress=False)\n"
+    "r = build_debian(sys.argv[1])\n"
     "print(json.dumps({'hits': dict(r.cache_hits), 'keys': dict(r.keys), 'size': r.sizes.get('image', 0),"
     " 'image': r.image,"
     " 'versions': dict(r.agent_versions), 'seconds': r.seconds}))\n"

@@ -392,7 +392,7 @@ def suggest(events: Iterable[Event], base: Any, *, name: str) -> str:
                 kept[event.target] += 1
             else:
                 programs[event.target] += 1
-    lines = [f"# Suggested by `agent-sandbox audit suggest` from what tier {base.name} denied: exactly the targets",
+    lines = [f"# Suggested by `agent-sandbox audit suggest` from what profile {base.name} denied: exactly the targets",
              "# observed, nothing broader. Review every line before you use it (`agent-sandbox policy check`).",
              f"name: {name}", f"inherits: {base.name}",
              f"description: {base.name} plus what one run needed"]

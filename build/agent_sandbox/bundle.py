@@ -1,4 +1,4 @@
-"""Everything a tier compiles to, as files: what images carry under /etc/agent-sandbox/<tier>/.
+"""Every policy a profile compiles into, as files: what images carry under /etc/agent-sandbox/<tier>/ per tier.
 
 `images/compiled/policies.json` is this bundle for every shipped tier, generated (`make compile`) so that
 Nix can read it with builtins.fromJSON; a test fails when it is stale. Nobody edits it by hand. Its `labels`
@@ -27,7 +27,7 @@ def _json(value: Any) -> str:
 
 
 def tier_files(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> dict[str, str]:
-    """seccomp.json only for a tier that refuses user namespaces: the profile its run flags name (under
+    """seccomp.json only for a profile that refuses user namespaces: the profile its run flags name (under
     ${localEnv:HOME}/.local/share/agent-sandbox/seccomp/ on the host; a copy in the image to take out)."""
     files = {
         "leash.cedar": compile_leash(profile),

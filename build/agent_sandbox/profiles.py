@@ -15,157 +15,74 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-import attrs
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-from . import model
+from . import model, schema
 from .errors import InputError, Location
 from .paths import policies_dir
-from .yamlsource import key_line, load_yaml
+from .schema import Bool, Int, Kind, ListOf, Located, MapOf, Matches, Nullable, Number, Size, Str, Table, Value
+from .yamlsource import load_yaml
 
 # ---------------------------------------------------------------- schema
-STR, BOOL, NUMBER, INT, SIZE = "str", "bool", "number", "int", "size"
-STRLIST, MOUNTS, ENVMAP = "strlist", "mounts", "envmap"
+_TEXT = Located(Str(numbers=True))  # a number written unquoted is taken as its text (version: 1.0)
+_FLAG = Located(Bool())
+_STRINGS = ListOf(Located(Str()))
 
-SCHEMA: dict[str, Any] = {
-    "name": STR,
-    "version": STR,
-    "description": STR,
-    "inherits": STR,
-    "network": {"allow": STRLIST, "deny": STRLIST},
-    "filesystem": {"readonly": BOOL, "allow": STRLIST, "read": STRLIST, "deny": STRLIST},
-    "exec": {"allow": STRLIST, "deny": STRLIST, "search_path": STRLIST},
-    "audit": {"level": STR, "output": STR, "include_args": BOOL, "include_env": BOOL},
-    "container": {
-        "user": STR,
-        "cap_drop": STRLIST,
-        "cap_add": STRLIST,
-        "no_new_privileges": BOOL,
-        "user_namespaces": BOOL,
-        "memory": SIZE,
-        "cpus": NUMBER,
-        "pids": INT,
-        "tmpfs": STRLIST,
-        "scratch": STRLIST,
-        "mounts": MOUNTS,
-        "env": ENVMAP,
-    },
-}
+
+def _limit(kind: Kind) -> Kind:
+    """A resource limit: `null` unsets the parent's."""
+    return Located(Nullable(kind))
+
+
+def _section(**fields: Kind) -> Table:
+    """A mapping of the profile format, where `key+:` appends to the parent's list."""
+    return Table(fields, appends=True)
+
+
+MOUNT = Table({"source": Str(), "target": Str(), "readonly": Bool()}, required=("source", "target"),
+              defaults={"readonly": True})
+
+SCHEMA = _section(
+    name=_TEXT,
+    version=_TEXT,
+    description=_TEXT,
+    inherits=_TEXT,
+    network=_section(allow=_STRINGS, deny=_STRINGS),
+    filesystem=_section(readonly=_FLAG, allow=_STRINGS, read=_STRINGS, deny=_STRINGS),
+    exec=_section(allow=_STRINGS, deny=_STRINGS, search_path=_STRINGS),
+    audit=_section(level=_TEXT, output=_TEXT, include_args=_FLAG, include_env=_FLAG),
+    container=_section(
+        user=_TEXT,
+        cap_drop=_STRINGS,
+        cap_add=_STRINGS,
+        no_new_privileges=_FLAG,
+        user_namespaces=_FLAG,
+        memory=_limit(Size()),
+        cpus=_limit(Number()),
+        pids=_limit(Int()),
+        tmpfs=_STRINGS,
+        scratch=_STRINGS,
+        mounts=ListOf(Located(MOUNT), what="a list of {source, target, readonly} mappings"),
+        env=MapOf(Located(Str(numbers=True)), names=Matches(re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+                  "environment variable name"), what="a mapping of NAME: value"),
+    ),
+)
 NOT_INHERITED = ("name", "version", "description", "inherits")
-LIST_KINDS = (STRLIST, MOUNTS)
 
 CAPABILITIES = frozenset(model.CAPABILITY_BITS) | {"ALL"}
 
 
-@attrs.frozen
-class Value:
-    """A value from a profile file with the place it was written."""
-
-    value: Any
-    where: Location
-
-
-def _type_name(kind: str) -> str:
-    return {
-        STR: "a string",
-        BOOL: "true or false",
-        NUMBER: "a number",
-        INT: "a whole number",
-        SIZE: "a size such as 512m or 8g",
-        STRLIST: "a list of strings",
-        MOUNTS: "a list of {source, target, readonly} mappings",
-        ENVMAP: "a mapping of NAME: value",
-    }[kind]
-
-
-def _annotate(node: CommentedMap, schema: dict[str, Any], path: Path, prefix: str) -> dict[str, Any]:
-    """Check keys and types of one file's mapping; return it as nested dicts of Value (lists of Value)."""
-    out: dict[str, Any] = {}
-    for raw_key, val in node.items():
-        key = str(raw_key)
-        line = key_line(node, raw_key)
-        dotted = f"{prefix}{key}"
-        base, append = (key[:-1], True) if key.endswith("+") else (key, False)
-        kind = schema.get(base)
-        if kind is None:
-            known = ", ".join(sorted(schema))
-            raise InputError(f"unknown key; expected one of: {known}", Location(path, line, dotted))
-        if append and kind not in LIST_KINDS:
-            raise InputError(f"'{base}+' appends to a list, but {base} is not a list", Location(path, line, dotted))
-        where = Location(path, line, dotted)
-        if isinstance(kind, dict):
-            if val is None:
-                val = CommentedMap()
-            if not isinstance(val, CommentedMap):
-                raise InputError(f"must be a mapping (keys: {', '.join(kind)})", where)
-            out[key] = _annotate(val, kind, path, dotted + ".")
-        else:
-            out[key] = _annotate_leaf(val, kind, where, node, raw_key)
-    return out
-
-
-def _annotate_leaf(val: Any, kind: str, where: Location, parent: Any, key: Any) -> Any:
-    if kind in LIST_KINDS:
-        if val is None:
-            val = CommentedSeq()
-        if not isinstance(val, list):
-            raise InputError(f"must be {_type_name(kind)}", where)
-        items = []
-        for i, item in enumerate(val):
-            item_where = Location(where.file, key_line(val, i) or where.line, f"{where.key}[{i}]")
-            if kind == STRLIST and not isinstance(item, str):
-                raise InputError(f"must be a string, got {item!r} (quote it)", item_where)
-            if kind == MOUNTS:
-                item = _mount_item(item, item_where)
-            items.append(Value(item, item_where))
-        return items
-    if kind == ENVMAP:
-        if not isinstance(val, CommentedMap):
-            raise InputError(f"must be {_type_name(kind)}", where)
-        env = {}
-        for name, value in val.items():
-            env_where = Location(where.file, key_line(val, name), f"{where.key}.{name}")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
-                raise InputError("not a valid environment variable name", env_where)
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise InputError("must be a string value", env_where)
-            env[str(name)] = Value(str(value), env_where)
-        return env
-    if val is None and kind in (SIZE, NUMBER, INT):
-        return Value(None, where)  # `null` unsets an inherited limit
-    ok = {
-        STR: lambda v: isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-        BOOL: lambda v: isinstance(v, bool),
-        NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        SIZE: lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
-    }[kind]
-    if not ok(val):  # type: ignore[no-untyped-call]
-        raise InputError(f"must be {_type_name(kind)}, got {val!r}", where)
-    return Value(str(val) if kind == STR else val, where)
-
-
-def _mount_item(item: Any, where: Location) -> dict[str, Any]:
-    if not isinstance(item, CommentedMap):
-        raise InputError("a mount must be a mapping with source, target and readonly", where)
-    unknown = set(map(str, item)) - {"source", "target", "readonly"}
-    if unknown:
-        raise InputError(f"unknown mount key {sorted(unknown)[0]!r}; use source, target, readonly", where)
-    if not isinstance(item.get("source"), str) or not isinstance(item.get("target"), str):
-        raise InputError("a mount needs string source and target", where)
-    if not isinstance(item.get("readonly", True), bool):
-        raise InputError("mount readonly must be true or false", where)
-    return {"source": item["source"], "target": item["target"], "readonly": item.get("readonly", True)}
-
-
 # ---------------------------------------------------------------- inheritance
+def _same(value: Any) -> str:
+    """What two list items are compared by when `key+:` drops duplicates (a mapping's key order does not count)."""
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
+
+
 def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in parent.items() if k not in NOT_INHERITED}
     for key, val in child.items():
         if key.endswith("+"):
             base = key[:-1]
-            seen = {repr(v.value) for v in out.get(base, [])}
-            out[base] = list(out.get(base, [])) + [v for v in val if repr(v.value) not in seen]
+            seen = {_same(v.value) for v in out.get(base, [])}
+            out[base] = list(out.get(base, [])) + [v for v in val if _same(v.value) not in seen]
         elif isinstance(val, dict) and isinstance(out.get(key), dict) and not isinstance(val, Value):
             out[key] = _merge(out[key], val)
         else:
@@ -196,7 +113,7 @@ def _load_chain(path: Path, seen: tuple[Path, ...], via: Location | None) -> tup
     if resolved in seen:
         chain = " -> ".join(p.stem for p in (*seen, resolved))
         raise InputError(f"inheritance cycle: {chain}", via)
-    doc = _annotate(load_yaml(path), SCHEMA, path, "")
+    doc = schema.check(load_yaml(path), SCHEMA)
     name = doc["name"].value if "name" in doc else path.stem
     if "inherits" not in doc:
         return doc, (name,)

@@ -164,7 +164,7 @@ def skipped_mount_warnings(profile: Profile, host_env: Mapping[str, str],
     targets, warnings = [], []
     for mount, source in missing_mounts(profile, host_env, exists):
         targets.append(mount.target)
-        warnings.append(f"tier {profile.name}: {source} does not exist on this host: not mounting it at "
+        warnings.append(f"profile {profile.name}: {source} does not exist on this host: not mounting it at "
                         f"{mount.target}")
     return tuple(targets), warnings
 

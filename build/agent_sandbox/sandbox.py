@@ -1,17 +1,17 @@
 """What a sandbox is made of, planned without running anything (pure; runtime.py carries it out).
 
-A sandbox is the agent container, started with exactly its tier's compiled run flags (compilers.runargs), and for
-a proxied tier also:
+A sandbox is the agent container, started with exactly its profile's compiled run flags (compilers.runargs), and
+for a proxied profile also:
 
 - its own internal network `<name>-net` (no route out; the engine's DNS server switched off where the engine
   allows it), which no other sandbox joins;
-- its own egress proxy `<name>-proxy` (Squid, images/agent-sandbox-proxy) with the tier's squid.conf mounted
+- its own egress proxy `<name>-proxy` (Squid, images/agent-sandbox-proxy) with the profile's squid.conf mounted
   read-only, started on the routed outbound network and then connected to the sandbox network: the only member of
   that network with a route out. The agent reaches it as egress.PROXY_HOST through an /etc/hosts entry;
 - a state directory on the host (owner-only) holding the rendered squid.conf and the proxy's JSON log, kept
   after the sandbox is gone.
 
-A tier that refuses user namespaces (paranoid) also gets its seccomp profile (compilers/seccomp.py) written into
+A profile that refuses user namespaces (paranoid) also gets its seccomp profile (compilers/seccomp.py) written into
 the state directory: the agent's `--security-opt=seccomp=` names that copy.
 
 Everything the runtime creates carries the label `dev.agent-sandbox.sandbox=<name>`, so that nothing it made can
@@ -42,7 +42,7 @@ SANDBOX_LABEL = "dev.agent-sandbox.sandbox"  # on every container and network of
 ROLE_LABEL = LABEL_ROLE  # a sandbox's containers: agent | proxy (images: egress-proxy)
 
 # What keeps a sandbox alive: the Dev Containers CLI overrides the entrypoint the same way (a shell that waits
-# and exits on SIGTERM), so the container's PID 1 is a shell started with the tier's flags, not an image daemon.
+# and exits on SIGTERM), so the container's PID 1 is a shell started with the profile's flags, not an image daemon.
 KEEPALIVE_ENTRYPOINT = "/bin/sh"
 KEEPALIVE_COMMAND = ("-c", "trap 'exit 0' TERM INT; while sleep 1000 & wait $!; do :; done")
 
@@ -72,12 +72,13 @@ def check_name(name: str) -> str:
 
 @attrs.frozen
 class Request:
-    """What to start: an image under a profile, on an engine, with a workspace. `host_env` resolves the tier's
-    `${localEnv:...}` mounts; `skip_mounts` are the targets of tier mounts to leave out (the runtime's decision:
-    their sources are missing on this host). `proxy_hosts` are extra name -> address entries for the proxy's resolver (Squid
-    reads /etc/hosts first). `adjust` (the agent's run flags), `network_adjust` (the sandbox network's create
-    command) and `proxy_conf_adjust` (the rendered squid.conf) exist for tests only: the conformance suite must
-    start deliberately weakened sandboxes to show that its checks catch them (say so where used)."""
+    """What to start: an image under a profile, on an engine, with a workspace. `host_env` resolves the
+    profile's `${localEnv:...}` mounts; `skip_mounts` are the targets of its mounts to leave out (the runtime's
+    decision: their sources are missing on this host). `proxy_hosts` are extra name -> address entries for the
+    proxy's resolver (Squid reads /etc/hosts first). `adjust` (the agent's run flags), `network_adjust` (the
+    sandbox network's create command) and `proxy_conf_adjust` (the rendered squid.conf) exist for tests only: the
+    conformance suite must start deliberately weakened sandboxes to show that its checks catch them (say so where
+    used)."""
 
     image: str
     profile: Profile
@@ -92,7 +93,7 @@ class Request:
     outbound_network: str = egress.OUTBOUND_NETWORK
     ca_bundle: Path | None = None
     proxy_hosts: tuple[tuple[str, str], ...] = ()
-    env: tuple[tuple[str, str], ...] = ()  # set in the agent container besides the tier's (never a secret)
+    env: tuple[tuple[str, str], ...] = ()  # set in the agent container besides the profile's (never a secret)
     gateway: tuple[Provider, ...] = ()  # providers whose keys the proxy holds (the keys themselves never are here)
     skip_mounts: tuple[str, ...] = ()
     adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
@@ -137,7 +138,7 @@ class Plan:
 
     @property
     def seccomp_text(self) -> str | None:
-        """The tier's seccomp profile (None: the engine's default applies)."""
+        """The profile's seccomp profile (None: the engine's default applies)."""
         return seccomp_json(self.request.profile)
 
     @property
@@ -198,7 +199,7 @@ class Plan:
         return ["network", "connect", self.network, self.proxy]
 
     def agent_run(self, proxy_address: str | None = None, *, command: Sequence[str] | None = None) -> list[str]:
-        """The agent container: the tier's flags, then the keep-alive entrypoint (or `command`), detached."""
+        """The agent container: the profile's flags, then the keep-alive entrypoint (or `command`), detached."""
         req = self.request
         seccomp = str(self.seccomp_file) if self.seccomp_text is not None else None
         flags = run_args(req.profile, workspace=str(req.workspace), host_env=dict(req.host_env), uid=req.uid,

@@ -1,19 +1,44 @@
-"""Load YAML keeping line numbers, so every complaint can name file, line and key."""
+"""Load YAML keeping line numbers, so every complaint can name file, line and key (tomlsource.py for TOML)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import InputError, Location
 from .fsutil import read_user_file
+from .schema import Key, Syntax
+
+SYNTAX = Syntax(mapping="mapping", section="{}", entry="{}: ...")
 
 
-def load_yaml(path: Path) -> CommentedMap:
+@attrs.frozen
+class YamlDocument:
+    """A parsed YAML file (ruamel's mappings and sequences, which remember their lines)."""
+
+    path: Path
+    data: CommentedMap
+    syntax: Syntax = SYNTAX
+
+    def line(self, key: Key) -> int:
+        """Where `key` is written; a key that is not written is reported at the nearest enclosing one's line."""
+        node: Any = self.data
+        found = 1
+        for part in key:
+            raw = _written_key(node, part)
+            if raw is _NOT_WRITTEN:
+                break
+            found = key_line(node, raw) or found
+            node = node[raw]
+        return found
+
+
+def load_yaml(path: Path) -> YamlDocument:
     """Parse one YAML mapping document; malformed YAML becomes an InputError at its line."""
     text = read_user_file(path)
     try:
@@ -29,7 +54,19 @@ def load_yaml(path: Path) -> CommentedMap:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):
         raise InputError("the document must be a mapping of keys (name:, network:, ...)", Location(path, 1))
-    return data
+    return YamlDocument(path, data)
+
+
+_NOT_WRITTEN = object()
+
+
+def _written_key(node: Any, part: str | int) -> Any:
+    """The key of `node` that `part` names (keys are named by their text: `1:` is "1"), or _NOT_WRITTEN."""
+    if isinstance(node, CommentedSeq) and isinstance(part, int):
+        return part if 0 <= part < len(node) else _NOT_WRITTEN
+    if isinstance(node, CommentedMap) and isinstance(part, str):
+        return next((raw for raw in node if str(raw) == part), _NOT_WRITTEN)
+    return _NOT_WRITTEN
 
 
 def key_line(node: Any, key: str | int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import attrs
 import pytest
 from agent_sandbox import engine, process
-from agent_sandbox.backends import debian, layers
+from agent_sandbox.backends import debian, events, layers
 from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.errors import CommandFailed, EnvironmentProblem, InputError
 from agent_sandbox.images import Catalog, Image
@@ -388,16 +389,17 @@ def test_human_size() -> None:
 
 # ------------------------------------------------------------------ orchestration without commands
 class Recorder:
+    """Keeps the events a build sends."""
+
     def __init__(self) -> None:
-        self.infos: list[str] = []
+        self.events: list[events.BuildEvent] = []
 
-    def start(self, phase: str, what: str) -> None: ...
-    def line(self, text: str) -> None: ...
-    def done(self, phase: str, summary: str) -> None: ...
-    def close(self) -> None: ...
+    def __call__(self, event: events.BuildEvent) -> None:
+        self.events.append(event)
 
-    def info(self, text: str) -> None:
-        self.infos.append(text)
+    @property
+    def infos(self) -> list[str]:
+        return [e.text for e in self.events if isinstance(e, events.Note)]
 
 
 @pytest.fixture
@@ -435,19 +437,19 @@ def test_summary_of_a_build_reports_its_time() -> None:
 
 
 def test_dry_run_with_agents_and_tier(no_commands: None) -> None:
-    result = debian.build_debian(IMAGE, agents=("claude",), tier="trusted", dry_run=True, progress=False)
+    result = debian.build_debian(IMAGE, agents=("claude",), tier="trusted", dry_run=True)
     assert result.agents == ("claude",)
     assert not any(s.kind == "agent" for s in result.skipped)
 
 
 def test_unknown_agent_is_an_input_error(no_commands: None) -> None:
     with pytest.raises(InputError):
-        debian.build_debian(IMAGE, agents=("nope",), dry_run=True, progress=False)
+        debian.build_debian(IMAGE, agents=("nope",), dry_run=True)
 
 
 def test_unknown_engine_is_an_input_error(no_commands: None) -> None:
     with pytest.raises(InputError):
-        debian.build_debian(IMAGE, engine="lxc", dry_run=True, progress=False)
+        debian.build_debian(IMAGE, engine="lxc", dry_run=True)
 
 
 @attrs.define
@@ -484,7 +486,7 @@ def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Ca
     ca = tmp_path / "host-ca.crt"
     ca.write_text("x")
     fake = FakeEngine()
-    versions = debian.build_agents(plan, fake, debian.SilentReporter(), ca)  # type: ignore[arg-type]
+    versions = debian.build_agents(plan, fake, debian.Reporter(), ca)  # type: ignore[arg-type]
     assert versions == {"claude": "1.0.0", "node": "22.0.0"}
     (_, (parent, ref, script, mounts)), (_, (_, labels)) = fake.calls
     assert parent == plan.cache_ref("base") and ref == plan.cache_ref("agents")
@@ -496,7 +498,7 @@ def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Ca
 
 def test_agents_phase_without_a_ca(image: Image, catalog: Catalog) -> None:
     fake = FakeEngine()
-    debian.build_agents(plan_of(image, catalog, agents=("claude",)), fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+    debian.build_agents(plan_of(image, catalog, agents=("claude",)), fake, debian.Reporter(), None)  # type: ignore[arg-type]
     _, (_, _, script, mounts) = fake.calls[0]
     assert mounts == () and "NODE_EXTRA_CA_CERTS" not in script
 
@@ -505,7 +507,7 @@ def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalo
     plan = plan_of(image, catalog, agents=("claude",))
     fake = FakeEngine(ca_hash={plan.cache_ref("agents"): "different"})
     with pytest.raises(CommandFailed):
-        debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+        debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
     assert ("rmi", plan.cache_ref("agents")) in fake.calls
 
 
@@ -513,8 +515,45 @@ def test_agents_phase_refuses_to_commit_when_an_agent_reports_no_version(image: 
     plan = plan_of(image, catalog, agents=("claude", "codex"))
     fake = FakeEngine()
     with pytest.raises(CommandFailed, match="codex"):
-        debian.build_agents(plan, fake, debian.SilentReporter(), None)  # type: ignore[arg-type]
+        debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
     assert [c[0] for c in fake.calls] == ["run"]  # nothing committed
+
+
+@attrs.define
+class CachedLayers:
+    """An engine (and its layer builder) in which the layers of `cached` exist and every image is 1 MB."""
+
+    cached: set[str]
+    engine: Any = attrs.field(default=attrs.Factory(lambda self: self, takes_self=True))
+
+    def image_id(self, ref: str) -> str:
+        return "sha256:1" if ref in self.cached else ""
+
+    def image_size(self, ref: str) -> int:
+        return 1_000_000
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        return {dp.LABEL_AGENT_VERSIONS: "claude=1.0.0"}
+
+
+def test_phases_report_plain_events_in_order(image: Image, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_of(image, catalog, agents=("claude",))
+    last = plan.phases[-1]
+
+    def build_tree(plan: dp.Plan, builder: Any, report: debian.Reporter, versions: Any) -> None:
+        report.line("STEP 1/3: FROM base")
+
+    monkeypatch.setattr(debian, "build_tree", build_tree)
+    rec = Recorder()
+    hits, _ = debian.run_phases(plan, CachedLayers({plan.cache_ref(p) for p in plan.phases[:-1]}),  # type: ignore[arg-type]
+                                debian.Reporter(rec), None)
+    assert hits == {**{p: True for p in plan.phases[:-1]}, last: False}
+    *cached, started, output, done = rec.events
+    assert cached == [events.PhaseDone(p, f"cache hit {plan.cache_ref(p)}") for p in plan.phases[:-1]]
+    assert started == events.PhaseStarted(last, debian.PHASE_TITLES[last])
+    assert output == events.PhaseOutput("STEP 1/3: FROM base")
+    assert isinstance(done, events.PhaseDone) and done.phase == last
+    assert re.fullmatch(rf"built {re.escape(plan.cache_ref(last))} in \d+\.\d s \(1\.0 MB\)", done.summary)
 
 
 def test_dry_run_on_a_host_without_an_engine(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -538,15 +577,11 @@ def test_sigterm_unwinds_then_raises_command_failed(no_commands: None, monkeypat
         finally:
             cleaned.append("working container")
 
-    class Closing(Recorder):
-        def close(self) -> None:
-            cleaned.append("progress")
-
     monkeypatch.setattr(debian, "_build", interrupted_build)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(CommandFailed, match="interrupted by SIGTERM"):
-        debian.build_debian(IMAGE, progress=Closing())
-    assert cleaned == ["working container", "progress"]
+        debian.build_debian(IMAGE)
+    assert cleaned == ["working container"]
     assert signal.getsignal(signal.SIGTERM) == before
 
 
@@ -556,7 +591,7 @@ def test_a_real_build_on_a_host_without_an_engine_is_an_environment_problem(
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("AGENT_SANDBOX_ENGINE", raising=False)
     with pytest.raises(EnvironmentProblem):
-        debian.build_debian(IMAGE, progress=False)
+        debian.build_debian(IMAGE)
 
 
 # ------------------------------------------------------------------ engines

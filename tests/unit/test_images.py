@@ -84,11 +84,6 @@ def test_an_image_by_directory(tmp_path: Path) -> None:
     assert images.load_image(tmp_path).name == "demo"
 
 
-def test_key_lines_skip_multiline_values() -> None:
-    text = 'a = """\nb = 1\n[c]\n"""\nd = [\n  "[e]",\n]\n[f]\ng = { h = 1 }\n'
-    assert images.key_lines(text) == {("a",): 1, ("d",): 5, ("f",): 8, ("f", "g"): 9}
-
-
 # ------------------------------------------------------------------ bad image.toml: file, line, key, what to do
 BAD_IMAGE = [
     # (image.toml text, expected line, expected key, words in the message)

@@ -46,7 +46,7 @@ def test_a_host_that_cannot_enforce_is_refused(tmp_path):
         pytest.skip("this host could enforce Leash's rules")
     done = run(tmp_path, "--enforcer", "leash", "--tier", "strict", "shell")
     assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
-    assert "cannot enforce the tier under Leash" in done.stderr and "--allow-degraded" in done.stderr
+    assert "cannot enforce the profile under Leash" in done.stderr and "--allow-degraded" in done.stderr
     assert not (tmp_path / "record.json").exists(), "leash ran although the host was refused"
 
 

@@ -98,6 +98,20 @@ def test_plus_key_appends_to_parent_list_without_duplicates(write_profile):
     assert [str(h) for h in profile.network.allow] == [str(h) for h in base.network.allow] + ["db.internal:5432"]
 
 
+def test_appending_a_mount_the_parent_has_adds_nothing(write_profile):
+    """A mount is the same mount whatever the order of its keys, and `readonly` defaults to true."""
+    write_profile("name: base\ncontainer:\n  mounts:\n    - {source: /a, target: /b}\n", name="base")
+    path = write_profile("""
+        inherits: base
+        container:
+          mounts+:
+            - {target: /b, readonly: true, source: /a}
+            - {source: /c, target: /d, readonly: false}
+    """)
+    mounts = profiles.load_profile(path).container.mounts
+    assert [(m.source, m.target, m.readonly) for m in mounts] == [("/a", "/b", True), ("/c", "/d", False)]
+
+
 def test_maps_merge_key_by_key_and_scalars_override(write_profile):
     path = write_profile("""
         inherits: strict

@@ -83,7 +83,7 @@ def test_missing_tier_mount_sources_are_left_out_with_a_warning():
     present = {"/home/someone/.gitconfig"}
     skip, warnings = runtime.skipped_mount_warnings(trusted, HOME, exists=present.__contains__)
     assert skip == ("/home/vscode/.ssh",)
-    assert warnings == ["tier trusted: /home/someone/.ssh does not exist on this host: not mounting it at "
+    assert warnings == ["profile trusted: /home/someone/.ssh does not exist on this host: not mounting it at "
                         "/home/vscode/.ssh"]
     argv = plan("trusted", skip_mounts=skip).agent_run()
     mounts = [a for a in argv if a.startswith("--mount=type=bind,source=/home/someone")]

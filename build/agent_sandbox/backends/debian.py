@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -38,6 +38,7 @@ from . import debian_plan as dp
 from .. import process
 from ..signals import Terminated, sigterm_unwinds
 from ..engine import Engine, installed_engine
+from .events import OnEvent, Reporter, ignore
 from .layers import LayerBuilder, mmdebstrap_argv, resolve_builder
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -92,88 +93,6 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} GB"
-
-
-# ------------------------------------------------------------------ progress
-class Reporter(Protocol):
-    def start(self, phase: str, what: str) -> None: ...
-    def line(self, text: str) -> None: ...
-    def done(self, phase: str, summary: str) -> None: ...
-    def info(self, text: str) -> None: ...
-    def close(self) -> None: ...
-
-
-class SilentReporter:
-    def start(self, phase: str, what: str) -> None:
-        pass
-
-    def line(self, text: str) -> None:
-        pass
-
-    def done(self, phase: str, summary: str) -> None:
-        pass
-
-    def info(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class RichReporter:
-    """One spinner line per running phase (last output line, elapsed time), one summary line per phase."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = Console(stderr=True, highlight=False)
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.fields[phase]:<9}[/]"),
-            TextColumn("{task.description}", markup=False),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task: Any = None
-        self.what = ""
-        self.started = 0.0
-
-    def start(self, phase: str, what: str) -> None:
-        self.what, self.started = what, time.monotonic()
-        self.progress.start()
-        self.task = self.progress.add_task(what, phase=phase, total=None)
-
-    def line(self, text: str) -> None:
-        if self.task is not None:
-            width = max(20, self.console.width - 40)
-            shown = text.strip().replace("\r", "")
-            self.progress.update(self.task, description=f"{self.what}: {shown[: width - len(self.what)]}")
-
-    def done(self, phase: str, summary: str) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-            self.progress.stop()
-        self.console.print(f"[green]✓[/] [bold]{phase:<9}[/] {summary}", soft_wrap=True)
-
-    def info(self, text: str) -> None:
-        self.console.print(text, markup=False, soft_wrap=True)
-
-    def close(self) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-        self.progress.stop()
-
-
-def make_reporter(progress: Reporter | bool) -> Reporter:
-    if progress is True:
-        return RichReporter()
-    if progress is False or progress is None:
-        return SilentReporter()
-    return progress
 
 
 # ------------------------------------------------------------------ inputs (read-only)
@@ -422,23 +341,20 @@ def build_debian(
     tier: str | None = None,
     engine: str | None = None,
     dry_run: bool = False,
-    progress: Reporter | bool = True,
+    progress: OnEvent = ignore,
 ) -> BuildResult:
     """Build IMAGE with Debian packages and registry agent CLIs; tag it localhost/<name>:<tag>.
 
-    `progress`: True for a rich display on stderr, False for none, or a Reporter.
+    `progress`: called with each event of the build (backends/events.py); the CLI draws them.
     Environment: AGENT_SANDBOX_ENGINE, AGENT_SANDBOX_BUILD_CA (path | off; default: the host bundle),
     AGENT_SANDBOX_AGENT_PINS (claude=1.2.3,...), AGENT_SANDBOX_CACHE_REPO, AGENT_SANDBOX_BUILD_TMP.
     SIGTERM unwinds like Ctrl-C (KeyboardInterrupt); once cleaned up, it raises CommandFailed("interrupted by SIGTERM").
     """
     started = time.monotonic()
-    report = make_reporter(progress)
+    report = Reporter(progress)
     try:
         with sigterm_unwinds():
-            try:
-                return _build(image_name, agents, tier, engine, dry_run, report, started)
-            finally:
-                report.close()
+            return _build(image_name, agents, tier, engine, dry_run, report, started)
     except Terminated as exc:  # rolled back by now: working containers and temp dirs are gone
         raise CommandFailed(f"interrupted by {exc}") from None
 

@@ -22,7 +22,8 @@ from .verify import verify as verify_command
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="agent-sandbox")
 def cli() -> None:
-    """Sandbox tiers for AI coding agents, compiled into every enforcement layer."""
+    """Sandboxes for AI coding agents: a profile (one of four tiers, or your own) compiled into a policy for every
+    enforcement layer."""
 
 
 cli.add_command(policy_group)

@@ -45,7 +45,8 @@ def selected(ids: tuple[str, ...], logs: tuple[Path, ...]) -> list[trail.Source]
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (per line), for machines.")
 @click.option("--follow", is_flag=True, help="Keep reading as the logs grow (rotation included).")
 @click.option("--fail-on-deny", is_flag=True, help="Exit 1 if any event was denied (for CI).")
-@click.option("--tier", default=None, help="suggest: the tier the suggestion inherits.")
+@click.option("--tier", default=None,
+              help="suggest: the profile the suggestion inherits (a tier name or a profile file).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="suggest, metrics: write here (atomically) instead of printing.")
 def audit(words: tuple[str, ...], logs: tuple[Path, ...], since_text: str | None, denied: bool, as_json: bool,
@@ -68,7 +69,7 @@ def audit(words: tuple[str, ...], logs: tuple[Path, ...], since_text: str | None
 
     if mode == "suggest":
         if len(ids) != 1 or not tier:
-            raise InputError("audit suggest takes one sandbox ID and --tier T", Location("audit suggest"))
+            raise InputError("audit suggest takes one sandbox ID and --tier PROFILE", Location("audit suggest"))
         base = profiles.load_profile(tier)
         text = trail.suggest(events(), base, name=f"{base.name}-{ids[0]}")
         emit(text, output)

@@ -51,7 +51,9 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
     "auto: nix where it can build, else debian.",
 )
 @click.option("--agents", default=None, help="Comma-separated agents to install instead of the image's (e.g. claude,codex).")
-@click.option("--tier", default=None, help="Tier for the image's devcontainer.metadata label instead of the image's.")
+@click.option("--tier", default=None,
+              help="The tier to build the image for instead of the image's (its devcontainer.metadata label and "
+                   "default); the Debian backend also takes a profile file.")
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
 def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool) -> None:
     """Build IMAGE: a name under images/ or the path of an image directory or image.toml
@@ -68,6 +70,8 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         result = build_nix(image, agents=agent_list, tier=tier, dry_run=dry_run)
     else:
         from ..backends.debian import build_debian  # imported here: it pulls in the container engine code
+        from .progress import BuildProgress
 
-        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run)
+        with BuildProgress() as show:  # stopped before the CLI reports an error
+            result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show)
     click.echo(result.summary())

@@ -1,6 +1,6 @@
-"""`agent-sandbox run [OPTIONS] AGENT [-- ARGS...]`: an agent at work inside a tier.
+"""`agent-sandbox run [OPTIONS] AGENT [-- ARGS...]`: an agent at work in a sandbox, under a tier or a profile of yours.
 
-Starts the sandbox (runtime.start_sandbox: for a proxied tier its own network and egress proxy), prints one short
+Starts the sandbox (runtime.start_sandbox: for a proxied profile its own network and egress proxy), prints one short
 banner, runs the agent attached to this terminal (its own UI with a TTY, batch without one) and exits with the
 agent's status. Everything it started is removed when the agent exits, on Ctrl-C and on SIGTERM (--keep leaves it
 for inspection); the proxy's log stays in the sandbox's state directory.
@@ -81,9 +81,9 @@ class KeyPlan:
 
 
 def plan_keys(agent: str, profile: Profile, env: Mapping[str, str], *, keys_inside: bool) -> KeyPlan:
-    """The gateway serves every provider the agent uses whose key is set and whose API the tier allowlists; a
-    key it cannot serve (Cursor's, an open tier with no proxy, --keys-inside) goes inside by name. A tier without
-    network gets none."""
+    """The gateway serves every provider the agent uses whose key is set and whose API the profile allowlists; a
+    key it cannot serve (Cursor's, an open profile with no proxy, --keys-inside) goes inside by name. A profile
+    without network gets none."""
     if profile.network.mode is NetworkMode.NONE:
         return KeyPlan()
     catalog = images.load_catalog()
@@ -99,12 +99,12 @@ def plan_keys(agent: str, profile: Profile, env: Mapping[str, str], *, keys_insi
     held = tuple(p for p in gateway.served(profile, catalog) if p.name in uses and env.get(p.key))
     inside = tuple(k for k in set_keys if k not in {p.key for p in held})
     why = "" if not inside else (
-        "the tier has no egress proxy" if profile.network.mode is NetworkMode.OPEN else "no gateway serves it")
+        "the profile has no egress proxy" if profile.network.mode is NetworkMode.OPEN else "no gateway serves it")
     return KeyPlan(held, inside, why)
 
 
 def banner(box: runtime.Sandbox, agent: str, keys: KeyPlan, launch: AgentLaunch) -> str:
-    """What the user must know before the agent starts: tier, workspace, which layers hold on this host."""
+    """What the user must know before the agent starts: profile, workspace, which layers hold on this host."""
     profile = box.profile
     box_flags = profile.container
     hardening = []
@@ -123,7 +123,7 @@ def banner(box: runtime.Sandbox, agent: str, keys: KeyPlan, launch: AgentLaunch)
     elif mode is NetworkMode.NONE:
         egress = "no network at all (loopback only)"
     else:
-        egress = "OFF — open network, no egress filtering (tier allows any host)"
+        egress = "OFF — open network, no egress filtering (the profile allows any host)"
     lines = [
         f"agent-sandbox: {agent} in a {profile.name} sandbox ({box.name}, {box.engine.name})",
         f"  workspace  {box.workspace} -> /workspace ({profile.workspace_mode})",
@@ -150,7 +150,7 @@ def key_line(keys: KeyPlan) -> str:
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("agent")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--tier", default=None, help="Tier or profile file (default: the tier the image was built for).")
+@click.option("--tier", default=None, help="A tier name or a profile file (default: the tier the image was built for).")
 @click.option("--workspace", type=click.Path(path_type=Path), default=None,
               help="Host directory mounted at /workspace (default: the current git repository).")
 @click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
@@ -162,13 +162,13 @@ def key_line(keys: KeyPlan) -> str:
 @click.option("-e", "--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
               help="Set a variable for the agent (not for secrets: API keys are forwarded by name).")
 @click.option("--outbound-network", default=egress.OUTBOUND_NETWORK, show_default=True,
-              help="The routed network the egress proxy joins (proxied tiers).")
+              help="The routed network the egress proxy joins (proxied profiles).")
 @click.option("--proxy-host", "proxy_hosts", multiple=True, metavar="NAME=ADDRESS",
-              help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.")
+              help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the profile still decides.")
 @click.option("--keys-inside", is_flag=True,
               help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).")
 @click.option("--enforcer", type=click.Choice(ENFORCERS), default="container", show_default=True,
-              help="container: the tier's flags, network and proxy; leash: under StrongDM Leash; auto: Leash where "
+              help="container: the profile's flags, network and proxy; leash: under StrongDM Leash; auto: Leash where "
                    "this host can enforce it.")
 @click.option("--allow-degraded", is_flag=True, help="Run under Leash on a host that cannot enforce every rule.")
 def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | None, engine: str | None,
@@ -293,7 +293,7 @@ def write_sandbox_info(state: Path, **info: str) -> None:
 
 def choose_leash(options: RunOptions, eng: Engine) -> str | None:
     """The leash executable when the run goes under Leash: `leash` (refused, with the reasons, where this host
-    cannot enforce a tier as declared, unless --allow-degraded), `auto` (Leash where it can enforce), else None."""
+    cannot enforce a profile as declared, unless --allow-degraded), `auto` (Leash where it can enforce), else None."""
     if options.enforcer == "container":
         return None
     exe = process_which("leash")
@@ -306,7 +306,7 @@ def choose_leash(options: RunOptions, eng: Engine) -> str | None:
     if problems and options.enforcer == "auto":
         return None
     if problems and not options.allow_degraded:
-        raise EnvironmentProblem("this host cannot enforce the tier under Leash: " + "; ".join(problems)
+        raise EnvironmentProblem("this host cannot enforce the profile under Leash: " + "; ".join(problems)
                                  + " (see `agent-sandbox doctor`; --allow-degraded runs it anyway, weaker)")
     return exe
 

@@ -1,7 +1,7 @@
 """Compile a profile into devcontainer.json and the image's `devcontainer.metadata` label (pure).
 
 Both follow the Dev Containers spec (containers.dev/implementors/json_reference). The spec's image metadata
-has no runArgs property, so the label carries the tier's run flags under customizations."agent-sandbox";
+has no runArgs property, so the label carries the profile's run flags under customizations."agent-sandbox";
 hardening the spec does know (capAdd, securityOpt) is also set natively.
 """
 
@@ -18,7 +18,7 @@ from ..model import WORKSPACE, NetworkMode, Profile
 from .runargs import run_spec
 from .seccomp import SECCOMP_DIR
 
-# How the tier's bind mounts (trusted: ~/.gitconfig, ~/.ssh) behave when the host lacks their source. The Dev
+# How the profile's bind mounts (trusted: ~/.gitconfig, ~/.ssh) behave when the host lacks their source. The Dev
 # Containers spec has no optional mount: its CLI refuses to create the container ("bind source path does not
 # exist"). devcontainer.json says so, in the tool-specific customizations the spec reserves for us.
 MISSING_MOUNT_SOURCES = (
@@ -48,7 +48,7 @@ def _mounts(profile: Profile) -> list[str]:
 
 
 def metadata_label(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> list[dict[str, Any]]:
-    """The `devcontainer.metadata` label value (a JSON array with one entry) for an image built for a tier."""
+    """The `devcontainer.metadata` label value (a JSON array with one entry) for an image built for a profile."""
     spec = run_spec(profile, uid=uid, gid=gid)
     entry: dict[str, Any] = {
         "remoteUser": profile.container.user,
@@ -68,7 +68,7 @@ def metadata_label(profile: Profile, *, uid: int = 1000, gid: int = 1000) -> lis
 
 
 def devcontainer_json(profile: Profile, image: str, *, uid: int = 1000, gid: int = 1000) -> dict[str, Any]:
-    """A complete devcontainer.json for running `image` under a tier."""
+    """A complete devcontainer.json for running `image` under a profile."""
     spec = run_spec(profile, uid=uid, gid=gid)
     ro = ",readonly" if spec.workspace_mode == "ro" else ""
     config: dict[str, Any] = {
@@ -93,10 +93,10 @@ def devcontainer_json(profile: Profile, image: str, *, uid: int = 1000, gid: int
     return config
 
 
-# ---------------------------------------------------------------- proxied tiers: a Compose-based devcontainer
-# A proxied tier needs its network and its egress proxy up before the agent: the Dev Containers way to have a
+# ---------------------------------------------------------------- proxied profiles: a Compose-based devcontainer
+# A proxied profile needs its network and its egress proxy up before the agent: the Dev Containers way to have a
 # sidecar is a Compose-based devcontainer. `devcontainer_files` writes devcontainer.json, compose.yaml (the agent
-# service with exactly the tier's run flags, translated one by one, and the proxy service) and squid.conf.
+# service with exactly the profile's run flags, translated one by one, and the proxy service) and squid.conf.
 COMPOSE_FILE = "compose.yaml"
 AGENT_SERVICE = "agent"
 PROXY_SERVICE = "egress-proxy"
@@ -117,7 +117,7 @@ def _sizes(value: str) -> str:
 
 
 def compose_service(flags: Sequence[str]) -> dict[str, Any]:
-    """The tier's `run` flags as a Compose service, flag by flag; a flag with no translation is an error (the
+    """The profile's `run` flags as a Compose service, flag by flag; a flag with no translation is an error (the
     hardening must never be dropped on the way)."""
     service: dict[str, Any] = {}
 
@@ -139,7 +139,7 @@ def compose_service(flags: Sequence[str]) -> dict[str, Any]:
         elif name == "--tmpfs":
             add("tmpfs", value)
         elif name == "--mount" and value.startswith("type=volume,target="):
-            add("volumes", value.split("target=", 1)[1])  # an anonymous volume: the tier's scratch directory
+            add("volumes", value.split("target=", 1)[1])  # an anonymous volume: the profile's scratch directory
         elif name == "--memory":
             service["mem_limit"] = _sizes(value)
         elif name == "--memory-swap":
@@ -168,11 +168,11 @@ def compose_service(flags: Sequence[str]) -> dict[str, Any]:
 
 def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet: str, uid: int = 1000,
                        gid: int = 1000) -> dict[str, str]:
-    """devcontainer.json, compose.yaml and squid.conf for a proxied tier (written side by side in .devcontainer/)."""
+    """devcontainer.json, compose.yaml and squid.conf for a proxied profile (written side by side in .devcontainer/)."""
     from .squid import render_squid
 
     if profile.network.mode is not NetworkMode.PROXIED:
-        raise ValueError(f"{profile.name} is not a proxied tier: its devcontainer.json stands alone")
+        raise ValueError(f"{profile.name} is not a proxied profile: its devcontainer.json stands alone")
     network = ipaddress.ip_network(subnet)
     proxy_address = str(list(network.hosts())[1])  # .2 (.1 is the bridge)
     spec = run_spec(profile, uid=uid, gid=gid)

@@ -1,6 +1,6 @@
 """Explain a profile per class: what is allowed and denied, which layer enforces it, and what no layer does (pure).
 
-The layers: the container runtime (run flags), the egress proxy (proxied tiers: Squid, one per sandbox), and Leash's
+The layers: the container runtime (run flags), the egress proxy (proxied profiles: Squid, one per sandbox), and Leash's
 two halves - its kernel hooks (eBPF LSM) and its TLS-MITM proxy for ports 80/443. Leash facts come from
 compilers/leash.py, which cites the Leash source it follows.
 """
@@ -76,7 +76,7 @@ class ClassExplanation:
 
 @attrs.frozen
 class Explanation:
-    tier: str
+    profile: str  # its name
     lineage: tuple[str, ...]
     description: str
     classes: tuple[ClassExplanation, ...]
@@ -461,7 +461,7 @@ def _items(label: str, values: Sequence[str]) -> list[str]:
 
 def render_explanation(expl: Explanation) -> str:
     """Plain text: one table per class (allowed, denied, the layers, what no layer enforces)."""
-    lines = [f"{expl.tier} ({' <- '.join(expl.lineage)})"]
+    lines = [f"{expl.profile} ({' <- '.join(expl.lineage)})"]
     lines += _wrap(expl.description, "") if expl.description else []
     for note in expl.notes:
         lines += ["", *_wrap(note, "")]

@@ -1,6 +1,6 @@
 """The key gateway: the part of a sandbox's egress proxy that holds the user's API keys (pure).
 
-For every model provider (images/catalog.toml [providers]) whose API host the tier allowlists, the sandbox's
+For every model provider (images/catalog.toml [providers]) whose API host the profile allowlists, the sandbox's
 proxy listens on the provider's gateway port as a reverse proxy for that API: it takes plain HTTP from its own
 sandbox only, only for the API's paths, strips every credential header the agent sent, adds the real key and
 forwards over verified TLS to the provider. The agent holds a placeholder key and a base URL pointing at the
@@ -26,8 +26,8 @@ KEY_CHARS = re.compile(r"[A-Za-z0-9._~+/=:-]{8,1024}")
 
 
 def served(profile: Profile, catalog: Catalog) -> tuple[Provider, ...]:
-    """The providers whose API host:443 the tier allowlists (proxied tiers only): the gateway reaches nothing the
-    tier does not allow."""
+    """The providers whose API host:443 the profile allowlists (proxied profiles only): the gateway reaches nothing
+    the profile does not allow."""
     if profile.network.mode is not NetworkMode.PROXIED:
         return ()
     allowed = {(r.host, r.port) for r in profile.network.allow if not r.is_wildcard}

@@ -44,10 +44,10 @@ def _tmpfs_flag(path: str) -> str:
 def run_spec(
     profile: Profile, *, uid: int = 1000, gid: int = 1000, network: str | None = None, seccomp: str | None = None
 ) -> RunSpec:
-    """`network`: the internal network a proxied tier joins (default: egress.EGRESS_NETWORK, the name the
+    """`network`: the internal network a proxied profile joins (default: egress.EGRESS_NETWORK, the name the
     devcontainer files use; `agent-sandbox run` gives every sandbox its own).
 
-    `seccomp`: where the tier's seccomp file is (compilers/seccomp.py; only tiers with
+    `seccomp`: where the profile's seccomp file is (compilers/seccomp.py; only profiles with
     `container.user_namespaces: false` have one). This compiler writes no file: by default the flag names
     seccomp.SECCOMP_DIR under `${localEnv:HOME}`, where `policy compile` puts it; the runtime passes the copy it
     wrote into the sandbox's state directory."""
@@ -100,15 +100,15 @@ def expand_local_env(text: str, host_env: Mapping[str, str]) -> str:
 
 
 def mount_sources(profile: Profile, host_env: Mapping[str, str]) -> tuple[tuple[Mount, str], ...]:
-    """Each of the tier's bind mounts with its source resolved against `host_env`."""
+    """Each of the profile's bind mounts with its source resolved against `host_env`."""
     return tuple((m, expand_local_env(m.source, host_env)) for m in profile.container.mounts)
 
 
 def missing_mounts(
     profile: Profile, host_env: Mapping[str, str], exists: Callable[[str], bool]
 ) -> tuple[tuple[Mount, str], ...]:
-    """The tier's mounts whose resolved source does not exist (`exists` answers for the host: the runtime passes
-    os.path.exists). A tier mount is an offer of the host's files (trusted: ~/.gitconfig, ~/.ssh), not a
+    """The profile's mounts whose resolved source does not exist (`exists` answers for the host: the runtime passes
+    os.path.exists). A profile's mount is an offer of the host's files (trusted: ~/.gitconfig, ~/.ssh), not a
     requirement: the runtime leaves these out with a warning instead of failing the start, as an engine would
     (`statfs /root/.ssh: no such file or directory`). A source still containing `${localEnv:...}` (the variable
     is unset) is missing too."""
@@ -126,10 +126,11 @@ def run_args(
     seccomp: str | None = None,
     skip_mounts: Collection[str] = (),
 ) -> list[str]:
-    """The docker/podman `run` flags for a tier. `workspace` is the host directory mounted at /workspace.
+    """The docker/podman `run` flags for a profile (its container layer's policy). `workspace` is the host
+    directory mounted at /workspace.
 
     `${localEnv:NAME}` in the flags (the seccomp file's default place) and in the mounts' sources resolves against
-    `host_env`. `skip_mounts`: targets of tier mounts to leave out (the runtime's choice: `missing_mounts`)."""
+    `host_env`. `skip_mounts`: targets of the profile's mounts to leave out (the runtime's choice: `missing_mounts`)."""
     spec = run_spec(profile, uid=uid, gid=gid, network=network, seccomp=seccomp)
     host_env = host_env or {}
     args = [expand_local_env(flag, host_env) for flag in spec.flags]

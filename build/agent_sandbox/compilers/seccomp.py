@@ -1,4 +1,4 @@
-"""The seccomp profile of a tier that refuses user namespaces (`container.user_namespaces: false`) (pure).
+"""The seccomp profile for profiles that refuse user namespaces (`container.user_namespaces: false`) (pure).
 
 Why: without a user namespace an unprivileged agent holds no capability anywhere; with one (`unshare -Ur`) it is
 root with every capability over its own namespaces, and reaches kernel code (mounting filesystems, netfilter,
@@ -271,12 +271,12 @@ def no_user_namespaces_profile() -> dict[str, Any]:
 
 
 def needs_seccomp(profile: Profile) -> bool:
-    """True if the tier replaces the engine's default seccomp profile with ours."""
+    """True if the profile replaces the engine's default seccomp profile with ours."""
     return not profile.container.user_namespaces
 
 
 def seccomp_json(profile: Profile) -> str | None:
-    """The profile's seccomp file as text, or None when the tier keeps the engine's default profile."""
+    """The profile's seccomp file as text, or None when the profile keeps the engine's default one."""
     if not needs_seccomp(profile):
         return None
     return json.dumps(no_user_namespaces_profile(), indent=2) + "\n"

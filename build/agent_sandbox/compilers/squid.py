@@ -1,4 +1,4 @@
-"""Compile a proxied tier's network rules into squid.conf for its egress proxy (pure).
+"""Compile a proxied profile's network rules into squid.conf for its egress proxy (pure).
 
 The proxy (images/agent-sandbox-proxy: Debian's squid-openssl 5.7) is the only way out of a proxied sandbox.
 What the rendered configuration enforces, each one a bypass other tools had (docs/egress.md):
@@ -105,7 +105,7 @@ def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None,
     `gateway`: the providers whose keys the proxy holds (compilers/gateway.py); their keys are not in this file.
     """
     if profile.network.mode is not NetworkMode.PROXIED:
-        raise NotEnforceable(f"tier {profile.name} has no egress proxy (network: {profile.network.mode.value})")
+        raise NotEnforceable(f"profile {profile.name} has no egress proxy (network: {profile.network.mode.value})")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", sandbox):
         raise ValueError(f"{sandbox!r}: not a sandbox name")
     allow = entries(profile.network.allow)
