@@ -65,10 +65,12 @@ compile: venv
 	$(AGENT_SANDBOX) policy compile-all
 
 # pytest exits 5 when it collects no test: not a failure of the build.
-# Everything on podman, then the container conformance suite again on docker.
+# Everything on podman (testpaths: tests/ and the suite shipped in the package), then the container conformance
+# tests again on docker.
 test: image docker-image
 	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=podman $(PYTHON) -m pytest -q || [ $$? -eq 5 ]
-	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=docker $(PYTHON) -m pytest -q -m container tests/conformance
+	AGENT_SANDBOX_IMAGE=$(DEFAULT_IMAGE) AGENT_SANDBOX_ENGINE=docker $(PYTHON) -m pytest -q -m container \
+	  tests/conformance build/agent_sandbox/conformance/suite
 
 check-nix: venv
 	bash scripts/setup-nix.sh

@@ -1,7 +1,8 @@
 # nixlib/agent-sandbox.nix
 # The `agent-sandbox` CLI (this repository's Python package; its sources live in build/, see
 # pyproject.toml's package-dir). The policies and image descriptions go into the package as
-# agent_sandbox/data/images, where paths.project_root() looks first outside a checkout.
+# agent_sandbox/data/images, where paths.project_root() looks first outside a checkout; the conformance
+# suite `verify` runs is in the package too (agent_sandbox/conformance/suite).
 { pkgs, src, version }:
 let
   util = import ./util.nix;
@@ -34,12 +35,14 @@ python3Packages.buildPythonApplication {
   ];
 
   dependencies = with python3Packages; [
-    attrs        # frozen model classes
-    click        # the CLI
-    rich         # terminal output
-    ruamel-yaml  # policy files, with line numbers for errors
-    tomlkit      # image.toml and catalog.toml
-    plumbum      # running podman, nix, mmdebstrap
+    attrs             # frozen model classes
+    click             # the CLI
+    rich              # terminal output
+    ruamel-yaml       # policy files, with line numbers for errors
+    tomlkit           # image.toml and catalog.toml
+    plumbum           # running podman, nix, mmdebstrap
+    pytest            # `verify` runs the conformance suite shipped in the package (a pytest11 plugin)
+    pytest-testinfra  # the suite reads the running sandbox through testinfra's podman:// and docker:// hosts
   ];
 
   # The wheel carries agent_sandbox/data/images (pyproject.toml's package-data, through the link in build/);

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from agent_sandbox import images
 from agent_sandbox.cli.run import image_agents
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.sandbox import new_name
 
 from . import testnet
-from .conftest import Session
 
 PROMPT = "Reply with one word."
 # Per agent: the arguments of one non-interactive request, and the key variable of its provider.

@@ -12,11 +12,10 @@ import attrs
 import pytest
 from agent_sandbox import conformance as c
 from agent_sandbox.compilers.devcontainer import metadata_label
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.images import load_image
 from agent_sandbox.model import CAPABILITY_BITS, NetworkMode, Profile
 from agent_sandbox.profiles import CAPABILITIES, load_profile
-
-from .conftest import Session, require_python3
 
 Failure = c.ConformanceFailure
 
@@ -531,7 +530,7 @@ def test_a_missing_python3_fails_where_the_image_description_promises_it(tmp_pat
     desc = attrs.evolve(desc, package_sets=package_sets) if package_sets else None
     session = Session("podman", "IMG", desc, tmp_path, tmp_path)
     if outcome is None:
-        require_python3(session, FakeHost(has_python3))
+        session.require_python3(FakeHost(has_python3))
     else:
         with pytest.raises(outcome, match="python3"):
-            require_python3(session, FakeHost(has_python3))
+            session.require_python3(FakeHost(has_python3))

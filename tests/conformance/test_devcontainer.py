@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from .conftest import Session
+from agent_sandbox.conformance.session import Session
 
 COMPOSE = {"docker": "docker-compose", "podman": str(Path(sys.executable).parent / "podman-compose")}
 

@@ -23,10 +23,10 @@ import testinfra
 from agent_sandbox import egress, profiles, runtime
 from agent_sandbox.conformance import ConformanceFailure
 from agent_sandbox.conformance import egress as proxy
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.model import Profile
 
 from . import testnet
-from .conftest import Session
 from .testnet import PROXY_HOSTS, Egress, start_egress
 
 # The test profile: strict's shape with our own hosts. `{main}` is the main test server's address (a listed IP).

@@ -18,10 +18,10 @@ from agent_sandbox import images, profiles, runtime
 from agent_sandbox.agents import launch_for
 from agent_sandbox.compilers import gateway
 from agent_sandbox.conformance import ConformanceFailure
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.egress import PROXY_HOST
 
 from . import testnet
-from .conftest import Session
 from .testnet import Egress, start_egress
 
 KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from agent_sandbox.conformance import ConformanceFailure, cap_names, parse_status
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.sandbox import new_name
 
 from . import testnet
-from .conftest import Session
 
 STANDIN = Path(__file__).resolve().parents[1] / "standins" / "leash-entry"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -129,6 +129,7 @@ def test_without_the_login_hook_the_checks_see_root(session, internet, target_di
         check_entered(out, session.uid, internet.token)
 
 
+@pytest.mark.area("leash target")  # per tier: the plugin parametrizes `tier` for tests with an area
 def test_our_own_runs_never_pass_through_root(session, probe: Any, expected):
     """agent-sandbox's runs start as the user from the first instruction: PID 1 is not root."""
     status = probe.status("1")

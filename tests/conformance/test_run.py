@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from agent_sandbox import profiles, runtime
+from agent_sandbox.conformance.session import Session
 from agent_sandbox.errors import SandboxError
 from agent_sandbox.sandbox import new_name
 
-from .conftest import Session
 
 
 def cli(session: Session, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:

@@ -6,30 +6,42 @@ import pytest
 from agent_sandbox.cli import verify as v
 from agent_sandbox.errors import ChecksFailed, CommandFailed, InputError
 
+# As pytest writes it: the plugin gives each conformance test the properties `area` (its marker) and `tier`.
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
-<testcase classname="conformance.test_capabilities" name="test_capability_sets_hold_only_what_the_tier_grants[strict]"/>
-<testcase classname="conformance.test_limits" name="test_cgroup_limits_are_the_tiers[strict]">
+<testcase classname="test_capabilities" name="test_capability_sets_hold_only_what_the_tier_grants[strict]">
+  <properties><property name="area" value="capabilities"/><property name="tier" value="strict"/></properties>
+</testcase>
+<testcase classname="test_limits" name="test_cgroup_limits_are_the_tiers[strict]">
+  <properties><property name="area" value="limits"/><property name="tier" value="strict"/></properties>
   <failure message="ConformanceFailure: tier strict: cgroup pids.max is max, the tier says 512">...</failure></testcase>
-<testcase classname="conformance.test_tools" name="test_tool_answers_its_check[just-paranoid]">
+<testcase classname="test_tools" name="test_tool_answers_its_check[just-paranoid]">
+  <properties><property name="area" value="tools"/><property name="tier" value="paranoid"/></properties>
   <skipped message="the image's label says it goes without just"/></testcase>
-<testcase classname="conformance.test_suite_can_fail" name="test_weakened_sandbox_is_caught[strict-without-cap-drop-ALL]"/>
+<testcase classname="test_suite_can_fail" name="test_weakened_sandbox_is_caught[strict-without-cap-drop-ALL]">
+  <properties><property name="area" value="suite self-test"/><property name="tier" value=""/></properties>
+</testcase>
+<testcase classname="test_unmarked" name="test_without_an_area[strict]"/>
 </testsuite></testsuites>"""
 
 
 def test_outcomes_are_grouped_by_tier_and_area(tmp_path):
+    """Area and tier are the test's properties, never guessed from its module or its id (a test without an area
+    counts under its module's name, for no tier)."""
     path = tmp_path / "junit.xml"
     path.write_text(JUNIT)
-    outcomes = v.read_junit(path, ("paranoid", "strict"))
+    outcomes = v.read_junit(path)
     assert [(o.area, o.tier, o.status) for o in outcomes] == [
         ("capabilities", "strict", "passed"),
         ("limits", "strict", "failed"),
         ("tools", "paranoid", "skipped"),
-        ("suite self-test (weakened sandboxes are caught)", "", "passed"),
+        ("suite self-test", "", "passed"),
+        ("test_unmarked", "", "passed"),
     ]
     text = v.render("IMG", "podman", ("paranoid", "strict"), outcomes, 1000, 1000)
     assert "strict: FAILED (1 passed, 1 failed)" in text
     assert "FAIL    limits: 1 failed" in text and "claims  network: loopback only" in text
-    assert "cgroup pids.max is max" in text and text.rstrip().endswith("2 passed, 1 failed, 1 skipped")
+    assert "cgroup pids.max is max" in text and text.rstrip().endswith("3 passed, 1 failed, 1 skipped")
+    assert "ok      suite self-test: 1 passed" in text.splitlines()
 
 
 def outcome(area: str, tier: str, status: str, message: str = "") -> v.Outcome:
@@ -93,7 +105,18 @@ def test_verify_exits_zero_only_when_every_tier_was_verified(code, outcomes, tie
 
 
 def test_the_suite_is_run_with_the_callers_choices(tmp_path):
-    argv = v.pytest_argv(tmp_path, "IMG", ("strict",), "docker", "network", None, tmp_path / "j.xml")
-    assert argv[:3] == ["-m", "pytest", str(tmp_path)]
+    argv = v.pytest_argv(tmp_path, tmp_path / "pytest.ini", "IMG", ("strict",), "docker", "network", None,
+                         tmp_path / "j.xml")
+    assert argv[:2] == ["--pyargs", "agent_sandbox.conformance.suite"]
     assert {"--image=IMG", "--engine=docker", "--tier=strict"} <= set(argv)
     assert argv[-2:] == ["-k", "network"]
+
+
+def test_the_suite_is_the_installed_package_and_nothing_around_it(tmp_path):
+    """The shipped suite's directory, its own (empty) settings, and no conftest.py from above it: agent-sandbox
+    installed in someone's project must not run with that project's pytest settings."""
+    suite = v.suite_dir()
+    assert (suite / "test_capabilities.py").is_file() and (suite / "__init__.py").is_file()
+    argv = v.pytest_argv(suite, tmp_path / "pytest.ini", "IMG", ("strict",), "podman", None, None, tmp_path / "j")
+    assert ["-c", str(tmp_path / "pytest.ini")] == argv[argv.index("-c"):argv.index("-c") + 2]
+    assert {f"--rootdir={suite}", f"--confcutdir={suite}"} <= set(argv)

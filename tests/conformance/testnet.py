@@ -34,7 +34,7 @@ from agent_sandbox.model import Profile
 from agent_sandbox.sandbox import new_name
 
 if TYPE_CHECKING:
-    from .conftest import Session
+    from agent_sandbox.conformance.session import Session
 
 IMAGE = "localhost/agent-sandbox-test-internet:latest"
 PROGRAM = Path(__file__).resolve().parent / "internet"  # the server program (server.py, provider.py)

@@ -209,12 +209,17 @@ def test_leash_without_hash_stops_evaluation(harness: Harness) -> None:
     assert "has no hash for x86_64-linux" in proc.stderr and "nix store prefetch-file" in proc.stderr
 
 
+def normalized(name: str) -> str:
+    """A Python package name as PEP 503 compares them (nixpkgs' ruamel-yaml is PyPI's ruamel.yaml)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def test_cli_package(summary: dict[str, Any]) -> None:
     cli = summary["cli"]
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert cli["pname"] == pyproject["project"]["name"] and cli["version"] == pyproject["project"]["version"]
-    deps = {attr_of(p).removeprefix("python3Packages.").replace("-", ".") for p in cli["dependencies"]}
-    wanted = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower() for d in pyproject["project"]["dependencies"]}
+    deps = {normalized(attr_of(p).removeprefix("python3Packages.")) for p in cli["dependencies"]}
+    wanted = {normalized(re.split("[<>=~!;]", d)[0]) for d in pyproject["project"]["dependencies"]}
     assert deps == wanted
     assert cli["pyproject"] is True and cli["pythonImportsCheck"] == ["agent_sandbox"]
     assert "agent_sandbox/data" in cli["postInstall"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -22,25 +22,10 @@ from ..errors import (
     InputError,
     SandboxError,
 )
-from ..paths import project_root
 
-SUITE = Path("tests") / "conformance"
-
-# test module -> what it verifies (the order of the report)
-AREAS = {
-    "test_capabilities": "capabilities",
-    "test_identity": "identity",
-    "test_filesystem": "filesystem",
-    "test_mounts": "mounts",
-    "test_limits": "limits",
-    "test_network": "network",
-    "test_tools": "tools",
-    "test_metadata": "metadata",
-    "test_suite_can_fail": "suite self-test (weakened sandboxes are caught)",
-    "test_checks": "check functions (no container)",
-    "test_verify_report": "verify report (no container)",
-}
-NOT_PER_TIER = ("test_suite_can_fail", "test_checks", "test_verify_report")
+# The suite ships in the package; each test's area (its `area` marker) and tier come back as JUnit properties
+# (agent_sandbox.pytest_plugin).
+SUITE = "agent_sandbox.conformance.suite"
 
 
 @attrs.frozen
@@ -53,16 +38,22 @@ class Outcome:
 
 
 def suite_dir() -> Path:
-    path = project_root() / SUITE
-    if not (path / "conftest.py").is_file():
-        raise EnvironmentProblem(f"the conformance suite is not at {path}: run verify from an agent-sandbox checkout")
-    return path
+    """Where the installed conformance suite is (a checkout's build/agent_sandbox/..., or site-packages)."""
+    spec = importlib.util.find_spec(SUITE)
+    if spec is None or spec.origin is None:
+        raise EnvironmentProblem(f"the conformance suite ({SUITE}) is not installed: reinstall agent-sandbox")
+    return Path(spec.origin).parent
 
 
-def pytest_argv(suite: Path, image: str, tiers: tuple[str, ...], engine: str, keyword: str | None,
+def pytest_argv(suite: Path, ini: Path, image: str, tiers: tuple[str, ...], engine: str, keyword: str | None,
                 description: str | None, junit: Path) -> list[str]:
-    argv = ["-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q", "-rfEs", f"--junitxml={junit}",
-            f"--image={image}", f"--engine={engine}"]
+    """pytest's arguments for the shipped suite. Its own settings (`ini`, an empty file) and no conftest.py above
+    the suite's directory: an install inside someone's project must not pick up that project's pytest settings.
+    pytest runs in verify's process, where agent_sandbox is imported already, too late for pytest to rewrite its
+    asserts (the suite's modules, imported later, are rewritten): that warning is silenced."""
+    argv = ["--pyargs", SUITE, "-c", str(ini), f"--rootdir={suite}", f"--confcutdir={suite}",
+            "-p", "no:cacheprovider", "-q", "-rfEs", f"--junitxml={junit}", f"--image={image}", f"--engine={engine}",
+            "-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
     argv += [f"--tier={t}" for t in tiers]
     if description:
         argv.append(f"--image-description={description}")
@@ -71,27 +62,20 @@ def pytest_argv(suite: Path, image: str, tiers: tuple[str, ...], engine: str, ke
     return argv
 
 
-def _tier_of(name: str, tiers: tuple[str, ...]) -> str:
-    if "[" not in name:
-        return ""
-    ids = name[name.index("[") + 1 : name.rindex("]")].split("-")
-    return next((t for t in tiers if t in ids), "")
-
-
-def read_junit(path: Path, tiers: tuple[str, ...]) -> list[Outcome]:
+def read_junit(path: Path) -> list[Outcome]:
+    """The outcome of every test, in the order they ran; area and tier are the test's `area` and `tier` properties
+    (a test without an area is counted under its module's name)."""
     outcomes = []
     for case in ET.parse(path).getroot().iter("testcase"):
-        module = case.get("classname", "").split(".")[-1]
-        name = case.get("name", "")
+        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
         status, message = "passed", ""
         for child in case:
             if child.tag in ("failure", "error"):
                 status, message = "failed", child.get("message", "")
             elif child.tag == "skipped":
                 status, message = "skipped", child.get("message", "")
-        area = AREAS.get(module, module)
-        tier = "" if module in NOT_PER_TIER else _tier_of(name, tiers)
-        outcomes.append(Outcome(area, tier, name, status, message))
+        area = props.get("area") or case.get("classname", "").split(".")[-1]
+        outcomes.append(Outcome(area, props.get("tier", ""), case.get("name", ""), status, message))
     return outcomes
 
 
@@ -133,7 +117,7 @@ def render(image: str, engine: str, tiers: tuple[str, ...], outcomes: list[Outco
         exp = conformance.expect(profiles.load_profile(tier), uid=uid, gid=gid)
         results = by_tier.get(tier, [])
         areas = _areas(results)
-        ordered = [area for area in dict.fromkeys(AREAS.values()) if area in areas]
+        ordered = list(areas)  # in the order the suite ran them
         unverified = [area for area in ordered if not (areas[area]["passed"] or areas[area]["failed"])]
         lines.append(f"\n{tier}: {_verdict(Counter(o.status for o in results), unverified)}")
         lines += [f"  claims  {claim}" for claim in conformance.describe(exp)]
@@ -201,8 +185,9 @@ def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str 
            image_description: str | None) -> None:
     """Start IMAGE under each TIER's compiled run flags and prove it is what the tier claims.
 
-    Runs the conformance suite (tests/conformance, pytest-testinfra) and prints each tier's claims with what was
-    verified. Exits 0 when everything passed, 1 when a check failed or a tier had no check pass (all skipped).
+    Runs the conformance suite shipped with agent-sandbox (pytest --pyargs agent_sandbox.conformance.suite,
+    pytest-testinfra) and prints each tier's claims with what was verified, area by area. Exits 0 when everything
+    passed, 1 when a check failed or a tier had no check pass (all skipped).
     """
     tiers = tiers or tuple(profiles.tier_names())
     for tier in tiers:
@@ -219,15 +204,20 @@ def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str 
         desc = load_image(image_description)
         uid, gid = desc.uid, desc.gid
     with tempfile.TemporaryDirectory(prefix="agent-sandbox-verify-") as tmp:
-        junit = Path(tmp) / "junit.xml"
-        argv = pytest_argv(suite, image, tiers, engine, keyword, image_description, junit)
-        click.echo(f"running the conformance suite: {shlex.join(['pytest', *argv[2:]])}", err=True)
-        with local.cwd(project_root()):
-            # stream pytest's own progress to the terminal; the summary below comes from its JUnit report
-            code = local[sys.executable][argv].popen(stdin=None, stdout=None, stderr=None).wait()
+        junit, ini = Path(tmp) / "junit.xml", Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        argv = pytest_argv(suite, ini, image, tiers, engine, keyword, image_description, junit)
+        click.echo(f"running the conformance suite: {shlex.join(['pytest', *argv])}", err=True)
+        # In this process: its sys.path is the one that found agent_sandbox (a Nix wrapper's, a venv's), which a
+        # new `python -m pytest` would not have. pytest streams its progress (paths relative to the suite's
+        # directory); the summary below comes from the JUnit file.
+        import pytest
+
+        with local.cwd(suite):
+            code = int(pytest.main(argv))
         if not junit.exists():
             raise CommandFailed(f"the conformance suite did not run (pytest exit status {code})")
-        outcomes = read_junit(junit, tiers)
+        outcomes = read_junit(junit)
     click.echo(render(image, engine, tiers, outcomes, uid, gid), nl=False)
     error = outcome_error(code, outcomes, tiers, keyword)
     if error is not None:

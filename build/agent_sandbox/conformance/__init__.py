@@ -1,10 +1,13 @@
 """What a running sandbox must look like from inside, derived from its tier's profile, and the checks that say so.
 
-Used by tests/conformance and by `agent-sandbox verify`, in three modules (all re-exported here):
+Used by the conformance suite (`suite`, shipped here and run by `agent-sandbox verify`) and by tests/conformance, in
+three modules (all re-exported here):
 - `expectations`: `expect(profile)` -> `Expectations`, every claim derived from the profile, none kept per tier (pure);
 - `checks`:       `parse_*` -> facts from text the container printed; `check_*` -> raise `ConformanceFailure` (an
                   AssertionError, with the evidence) when the facts contradict the expectations (pure);
 - `probe`:        `Probe(host)` collects the facts through a pytest-testinfra host (`podman://NAME`, `docker://NAME`).
+Not re-exported: `session` (the suite's engine, image and containers; agent_sandbox.pytest_plugin's fixtures hand it
+out) and `egress` (a model of the egress proxy's decisions).
 """
 
 from __future__ import annotations

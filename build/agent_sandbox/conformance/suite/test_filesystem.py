@@ -6,33 +6,37 @@ from __future__ import annotations
 import secrets
 
 import pytest
-import testinfra
+
 from agent_sandbox import conformance, runtime
-from agent_sandbox.model import WORKSPACE
+from agent_sandbox.conformance import Expectations, Probe
+from agent_sandbox.conformance.session import MARKER, Session
+from agent_sandbox.model import WORKSPACE, Profile
 
-from .conftest import MARKER
+pytestmark = [pytest.mark.area("filesystem"), pytest.mark.container]
 
 
-def test_root_filesystem_is_read_only_where_the_tier_says(expected, probe):
+def test_root_filesystem_is_read_only_where_the_tier_says(expected: Expectations, probe: Probe) -> None:
     """`filesystem.readonly` => / is mounted ro and creating files in system directories fails with EROFS;
     in every tier the non-root user cannot create files there."""
     writes = probe.try_writes(conformance.SYSTEM_DIRS)
     conformance.check_root_filesystem(expected, probe.mounts(), writes)
 
 
-def test_user_writes_only_where_the_tier_allows(expected, probe):
+def test_user_writes_only_where_the_tier_allows(expected: Expectations, probe: Probe) -> None:
     mounts = probe.mounts()
     writable = probe.writable_places(mounts, extra=[expected.home, "/var/tmp", "/run", "/dev/shm", WORKSPACE])
     conformance.check_writable_places(expected, mounts, writable)
 
 
-def test_tmp_is_a_usable_sticky_world_writable_directory(expected, host, probe):
-    conformance.check_tmp(expected, host.file("/tmp").mode)
+def test_tmp_is_a_usable_sticky_world_writable_directory(expected: Expectations, probe: Probe) -> None:
+    conformance.check_tmp(expected, probe.host.file("/tmp").mode)
     assert probe.try_write("/tmp") == "written"
 
 
-def test_workspace_is_the_host_directory_with_the_tiers_mode(expected, host, sandbox):
+def test_workspace_is_the_host_directory_with_the_tiers_mode(expected: Expectations, probe: Probe,
+                                                             sandbox: runtime.Sandbox) -> None:
     """The host directory is visible at /workspace; a rw workspace hands files back to the host, a ro one refuses."""
+    host = probe.host
     assert host.file(f"{WORKSPACE}/{MARKER}").content_string.strip() == expected.tier
     result = host.run(f"echo from-the-sandbox > {WORKSPACE}/written-inside.txt")
     on_host = sandbox.workspace / "written-inside.txt"
@@ -45,7 +49,8 @@ def test_workspace_is_the_host_directory_with_the_tiers_mode(expected, host, san
         assert not on_host.exists()
 
 
-def test_nothing_written_outlives_the_sandbox(expected, profile, session, probe):
+def test_nothing_written_outlives_the_sandbox(expected: Expectations, profile: Profile, session: Session,
+                                              probe: Probe) -> None:
     """A read-only tier's writable places (tmpfs, scratch volumes) start empty in every new sandbox, and removing
     a sandbox removes its scratch volumes from the host (the workspace is meant to persist and is excluded)."""
     if not expected.readonly_root:
@@ -56,7 +61,7 @@ def test_nothing_written_outlives_the_sandbox(expected, profile, session, probe)
         assert probe.run("touch %s", f"{place.rstrip('/')}/{marker}").rc == 0, place
     fresh = session.start(profile, label=f"{expected.tier}-fresh")
     try:
-        fresh_probe = conformance.Probe(testinfra.get_host(fresh.host_spec))
+        fresh_probe = session.probe(fresh)
         leftovers = [p for p in sorted(places) if fresh_probe.run("test -e %s", f"{p.rstrip('/')}/{marker}").rc == 0]
         volumes = [m.get("Name") for m in fresh.inspect().get("Mounts") or [] if m.get("Type") == "volume"]
     finally:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
 from agent_sandbox import conformance, runtime
+from agent_sandbox.conformance import Expectations, Probe
+from agent_sandbox.conformance.session import Session
+from agent_sandbox.model import Profile
+
+pytestmark = [pytest.mark.area("limits"), pytest.mark.container]
 
 # The hog runs in a separate short-lived container with the tier's flags, except --memory/--memory-swap lowered
 # to this: allocating the tiers' real 4-8 GiB would take long and crowd a shared CI machine. The tier's real
@@ -12,11 +18,11 @@ HOG_LIMIT = "256m"
 HOG_ALLOCATES = 512 << 20
 
 
-def test_cgroup_limits_are_the_tiers(expected, probe):
+def test_cgroup_limits_are_the_tiers(expected: Expectations, probe: Probe) -> None:
     conformance.check_limits(expected, probe.cgroup_limits())
 
 
-def test_fork_bomb_is_contained(expected, probe, python3):
+def test_fork_bomb_is_contained(expected: Expectations, probe: Probe, python3: None) -> None:
     """Forks until fork fails: it must fail with EAGAIN before the tier's pids limit, and the sandbox survives."""
     if expected.pids is None:
         pytest.skip(f"tier {expected.tier} sets no pids limit: a fork bomb would only meet the engine's default")
@@ -24,7 +30,7 @@ def test_fork_bomb_is_contained(expected, probe, python3):
     conformance.check_fork_bomb(expected, forked, error, probe.alive())
 
 
-def test_memory_hog_is_oom_killed(expected, profile, session, python3):
+def test_memory_hog_is_oom_killed(expected: Expectations, profile: Profile, session: Session, python3: None) -> None:
     """A process allocating past the memory limit is OOM-killed; the container (its shell) survives."""
     if expected.memory_bytes is None:
         pytest.skip(f"tier {expected.tier} sets no memory limit")
