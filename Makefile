@@ -6,6 +6,7 @@
 # make test       set up the host, build the default image, run every test (unit, nix, conformance)
 # make setup      install and configure what the two above need (idempotent)
 # make images     build every image under images/ with Nix (needs nixpkgs reachable; see docs/nix.md)
+# make wheel      build the agent-sandbox wheel into dist/ (from a clean setuptools scratch directory)
 # make compile    regenerate images/compiled/policies.json from images/policies/
 # make check-nix  the Nix checks that run without nixpkgs (parse, stand-in contract tests)
 # make flake-check  `nix flake check` against the real nixpkgs (CI, where it is reachable)
@@ -21,7 +22,7 @@ PROXY_IMAGE := localhost/agent-sandbox-proxy:latest
 DEFAULT_IMAGE := localhost/agent-sandbox-devcontainer:latest
 INTERNET_IMAGE := localhost/agent-sandbox-test-internet:latest
 
-.PHONY: venv setup image test-images docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
+.PHONY: wheel venv setup image test-images docker-image sandbox images compile test check-nix flake-check $(addprefix image-,$(IMAGES))
 
 # The venv with agent-sandbox and its test dependencies (python3 >= 3.11 with venv support).
 venv:
@@ -60,6 +61,11 @@ images: venv $(addprefix image-,$(IMAGES))
 
 $(addprefix image-,$(IMAGES)): image-%:
 	$(AGENT_SANDBOX) build --backend nix $*
+
+# setuptools keeps .setuptools-build/ between builds and would ship files deleted since: start it empty.
+wheel: venv
+	rm -rf .setuptools-build
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 compile: venv
 	$(AGENT_SANDBOX) policy compile-all
