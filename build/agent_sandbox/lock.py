@@ -113,6 +113,7 @@ class DebianLock:
     suite: str
     arch: str
     packages: Mapping[str, str]  # name -> version, sorted
+    include: tuple[str, ...] = ()  # what the image asked for (mmdebstrap --include): another list is re-resolved
 
 
 @attrs.frozen
@@ -350,7 +351,8 @@ def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
         else:
             raise ValueError(f"agents.{name}: unknown registry {a['registry']!r}")
         agents[name] = agent
-    debian = {arch: DebianLock(d["suite"], arch, dict(d["packages"])) for arch, d in (data.get("debian") or {}).items()}
+    debian = {arch: DebianLock(d["suite"], arch, dict(d["packages"]), tuple(d.get("include", ())))
+              for arch, d in (data.get("debian") or {}).items()}
     return Lock(str(data.get("image", image)), node, npm, agents, debian)
 
 
@@ -412,6 +414,10 @@ def render(lock: Lock, path: Path) -> tuple[str, dict[str, str]]:
         t.add(tomlkit.comment("what mmdebstrap resolved from the mirror; the build checks the base layer holds exactly"
                               " these"))
         t.add("suite", d.suite)
+        include = tomlkit.array()
+        include.extend(d.include)
+        include.multiline(True)
+        t.add("include", include)
         packages = tomlkit.table()
         for name, version in sorted(d.packages.items()):
             packages.add(name, version)

@@ -371,11 +371,34 @@ def make_lock(
             agent = AgentLock(name, "pypi", package, version, python=packages)
         locked[name] = agent
 
-    debian = {a: d for a, d in old.debian.items() if d.suite == image.debian_suite}
+    include = dp.debian_packages(image, catalog)
+    debian = {a: d for a, d in old.debian.items() if d.suite == image.debian_suite and d.include == include}
     if arch not in debian or "debian" in force:
         report(f"debian/{arch}: resolving the base layer's packages (mmdebstrap --simulate)")
-        debian[arch] = DebianLock(image.debian_suite, arch, resolver.debian(image, catalog, arch))
+        debian[arch] = DebianLock(image.debian_suite, arch, resolver.debian(image, catalog, arch), include)
     return Lock(image.name, node, npm, locked, dict(sorted(debian.items())))
+
+
+def missing(image: Image, catalog: Catalog, lock: Lock | None, arch: str) -> list[str]:
+    """The components `make_lock` would resolve without --update: those the lock lacks or holds for another
+    description (another npm/PyPI package, runtime spec, suite or list of Debian packages)."""
+    wanted = lock_components(image, catalog)
+    if lock is None:
+        return wanted
+    out = []
+    if "node" in wanted and (lock.node is None or lock.node.spec != dp.NODE_RUNTIME_SPEC):
+        out.append("node")
+    if "npm" in wanted and (lock.npm is None or lock.npm.spec != dp.NPM_SPEC):
+        out.append("npm")
+    for name in lockable_agents(image, catalog):
+        entry, locked = catalog.agents[name], lock.agents.get(name)
+        if locked is None or (locked.registry, locked.package) != (("npm", entry.npm) if entry.npm else
+                                                                    ("pypi", entry.pypi)):
+            out.append(name)
+    d = lock.debian.get(arch)
+    if d is None or d.suite != image.debian_suite or d.include != dp.debian_packages(image, catalog):
+        out.append("debian")
+    return out
 
 
 # ------------------------------------------------------------------ checking a lock

@@ -139,10 +139,21 @@ def test_an_agent_the_image_no_longer_holds_leaves_the_lock(image: Image, catalo
 
 def test_another_architectures_debian_packages_are_kept(image: Image, catalog: Catalog) -> None:
     old = fresh_lock(image, catalog)
-    arm = old.evolve(debian={**old.debian, "arm64": lk.DebianLock("bookworm", "arm64", {"libc6": "2.36-9"})})
+    include = old.debian["amd64"].include
+    arm = old.evolve(debian={**old.debian, "arm64": lk.DebianLock("bookworm", "arm64", {"libc6": "2.36-9"}, include)})
     new = lr.make_lock(image, catalog, arm, update={"debian": None}, resolver=FakeRegistries(dict(NEWEST)),
                        arch="amd64")
     assert set(new.debian) == {"amd64", "arm64"} and new.debian["arm64"] == arm.debian["arm64"]
+
+
+def test_a_changed_debian_package_list_is_resolved_again(image: Image, catalog: Catalog) -> None:
+    old = fresh_lock(image, catalog)
+    assert lr.missing(image, catalog, old, "amd64") == []
+    fewer = attrs.evolve(image, package_sets=image.package_sets[:-1])
+    assert lr.missing(fewer, catalog, old, "amd64") == ["debian"]
+    fake = FakeRegistries(dict(NEWEST))
+    new = lr.make_lock(fewer, catalog, old, resolver=fake, arch="amd64")
+    assert fake.asked == ["debian amd64"] and new.debian["amd64"].include != old.debian["amd64"].include
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from ..errors import InputError, Location
 
 BACKENDS = ("auto", "nix", "debian")
+TAG_REF = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
 
 
 def choose_backend(requested: str) -> str:
@@ -53,7 +56,9 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
 @click.option("--agents", default=None, help="Comma-separated agents to install instead of the image's (e.g. claude,codex).")
 @click.option("--tier", default=None, help="Tier for the image's devcontainer.metadata label instead of the image's.")
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
-def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool) -> None:
+@click.option("--tag", "tag", default=None, metavar="REF",
+              help="Debian backend: tag the image REF (e.g. localhost/my-test:1) instead of localhost/<name>:<tag>.")
+def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None) -> None:
     """Build IMAGE: a name under images/ or the path of an image directory or image.toml
     (default: agent-sandbox-devcontainer)."""
     from ..backends import BuildOutcome
@@ -61,7 +66,12 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     agent_list = _agents(agents)
     check_request(image, agent_list, tier)
     result: BuildOutcome
+    if tag is not None and not TAG_REF.fullmatch(tag):
+        raise InputError(f"{tag!r}: not an image reference (e.g. localhost/name:tag)", Location("--tag"))
     backend = choose_backend(backend)
+    if backend == "nix" and tag is not None:
+        raise InputError("only the Debian backend takes --tag (Nix names the image after image.toml)",
+                         Location("--tag"))
     if backend == "nix":
         from ..backends.nix import build_nix
 
@@ -69,5 +79,5 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     else:
         from ..backends.debian import build_debian  # imported here: it pulls in the container engine code
 
-        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run)
+        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, tag=tag)
     click.echo(result.summary())
