@@ -251,7 +251,7 @@ def wheel_fits(filename: str, python: str, arches: Sequence[str] = ("x86_64", "a
 # ------------------------------------------------------------------ integrity failures
 _NPM_EINTEGRITY = re.compile(r"(sha512-[A-Za-z0-9+/=]+) integrity checksum failed when using sha512: wanted "
                              r"(sha512-[A-Za-z0-9+/=]+) but got (sha512-[A-Za-z0-9+/=]+)")
-_PIP_MISMATCH = re.compile(r"^\s+(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+) from (?P<url>\S+?):?$")
+_PIP_MISMATCH = re.compile(r"^\s+(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+) from (?P<url>\S+)( \(from .*\))?:?$")
 INTEGRITY_MARK = "@@agent-sandbox-integrity "  # printed by the agents script: <component> <wanted> <got>
 DEBIAN_MARK = "@@agent-sandbox-debian "  # printed by the base script: <package> <locked> <installed>
 

@@ -352,7 +352,8 @@ def test_npm_eintegrity_names_the_package_and_agent(image: Image, catalog: Catal
 def test_pip_hash_mismatch_names_the_package_and_agent(image: Image, catalog: Catalog) -> None:
     lock = fresh_lock(image, catalog)
     lines = ["ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated ...",
-             "    six==1.17.0 from http://127.0.0.1:8080/six-1.17.0-py2.py3-none-any.whl:",
+             "    six==1.17.0 from http://127.0.0.1:8080/six-1.17.0-py2.py3-none-any.whl#sha256=" + "ee" * 32
+             + " (from -r /mnt/aider/requirements.txt (line 8)):",
              "        Expected sha256 " + "cd" * 32, "             Got        " + "ee" * 32]
     assert lk.integrity_failure(lines, lock) == (
         "integrity check failed: PyPI package six==1.17.0 (agent aider): the download's sha256 is " + "ee" * 32
