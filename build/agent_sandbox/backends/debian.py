@@ -69,6 +69,7 @@ class BuildResult:
     seconds: float  # wall time of the build (of the planning, for a dry run: not reported)
     keys: Mapping[str, str] = attrs.field(factory=dict)
     dry_run: bool = False
+    sbom: str = ""  # where the image's SPDX SBOM was written (build --sbom)
 
     def summary(self) -> str:
         hits = ", ".join(f"{p} {'cached' if hit else 'built'}" for p, hit in self.cache_hits.items())
@@ -86,6 +87,8 @@ class BuildResult:
             lines.append(f"  agents: {versions}")
         for s in self.skipped:
             lines.append(f"  skipped {s.kind} {s.name}: {s.reason}")
+        if self.sbom:
+            lines.append(f"  SBOM: {self.sbom} (the lock's versions)")
         return "\n".join(lines)
 
 
@@ -506,6 +509,7 @@ def build_debian(
     dry_run: bool = False,
     progress: Reporter | bool = True,
     tag: str | None = None,
+    sbom: Path | None = None,
 ) -> BuildResult:
     """Build IMAGE with Debian packages and registry agent CLIs; tag it localhost/<name>:<tag>.
 
@@ -523,7 +527,7 @@ def build_debian(
     try:
         with sigterm_unwinds():
             try:
-                return _build(image_name, agents, tier, engine, dry_run, report, started, tag)
+                return _build(image_name, agents, tier, engine, dry_run, report, started, tag, sbom)
             finally:
                 report.close()
     except Terminated as exc:  # rolled back by now: working containers and temp dirs are gone
@@ -539,8 +543,10 @@ def _build(
     report: Reporter,
     started: float,
     tag: str | None = None,
+    sbom: Path | None = None,
 ) -> BuildResult:
     plan = plan_build(image_name, agents=agents, tier=tier, say=report.info, write_lock=not dry_run)
+    described = plan.image  # what the SBOM calls the image, whatever --tag names it here
     if tag:
         plan = attrs.evolve(plan, image=tag)
     build_ca = resolve_build_ca(os.environ)
@@ -554,7 +560,23 @@ def _build(
     eng.tag(plan.cache_ref(plan.phases[-1]), plan.image)
     sizes = {phase: eng.image_size(plan.cache_ref(phase)) for phase in plan.phases}
     sizes["image"] = sizes[plan.phases[-1]]
-    return result_of(plan, eng.name, hits, versions, sizes, started)
+    if sbom is not None:
+        write_checked_sbom(plan, eng, versions, sbom, report, name=described)
+    result = result_of(plan, eng.name, hits, versions, sizes, started)
+    return attrs.evolve(result, sbom=str(sbom)) if sbom is not None else result
+
+
+def write_checked_sbom(plan: dp.Plan, eng: Engine, versions: Mapping[str, str], out: Path, report: Reporter,
+                       *, name: str) -> None:
+    """The image's SPDX SBOM (Syft), named after the description's reference and keyed by the last layer's key
+    (the same inputs give the same document), checked against the lock: it must list the locked versions."""
+    from .. import sbom as sb
+
+    report.start("sbom", "SPDX SBOM (syft)")
+    doc = sb.write_sbom(eng, plan.image, out, name=name, key=plan.keys[plan.phases[-1]])
+    if plan.lock is not None:
+        sb.check_sbom(doc, plan.lock, versions, plan.arch)
+    report.done("sbom", f"{out}: {len(sb.packages(doc))} packages, as locked")
 
 
 def run_phases(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import click
 
@@ -58,7 +59,10 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
 @click.option("--tag", "tag", default=None, metavar="REF",
               help="Debian backend: tag the image REF (e.g. localhost/my-test:1) instead of localhost/<name>:<tag>.")
-def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None) -> None:
+@click.option("--sbom", "sbom", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Debian backend: write the image's SPDX SBOM (Syft) to FILE, checked against the image's lock.")
+def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None,
+          sbom: Path | None) -> None:
     """Build IMAGE: a name under images/ or the path of an image directory or image.toml
     (default: agent-sandbox-devcontainer)."""
     from ..backends import BuildOutcome
@@ -69,9 +73,9 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     if tag is not None and not TAG_REF.fullmatch(tag):
         raise InputError(f"{tag!r}: not an image reference (e.g. localhost/name:tag)", Location("--tag"))
     backend = choose_backend(backend)
-    if backend == "nix" and tag is not None:
-        raise InputError("only the Debian backend takes --tag (Nix names the image after image.toml)",
-                         Location("--tag"))
+    if backend == "nix" and (tag is not None or sbom is not None):
+        raise InputError("only the Debian backend takes --tag and --sbom (Nix names the image after image.toml; "
+                         "publish-images.yml attests its SBOM)", Location("--tag" if tag is not None else "--sbom"))
     if backend == "nix":
         from ..backends.nix import build_nix
 
@@ -79,5 +83,5 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     else:
         from ..backends.debian import build_debian  # imported here: it pulls in the container engine code
 
-        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, tag=tag)
+        result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, tag=tag, sbom=sbom)
     click.echo(result.summary())
