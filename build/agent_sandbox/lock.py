@@ -31,8 +31,9 @@ import attrs
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from .errors import InputError, Location
+from .errors import InputError, Location, SandboxError
 from .fsutil import atomic_write, read_user_file
+from .paths import project_root
 
 LOCK_NAME = "lock.toml"
 PACKAGE_LOCKS = "package-locks"  # beside lock.toml: <agent>.json, npm lockfiles
@@ -356,11 +357,18 @@ def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
     return Lock(str(data.get("image", image)), node, npm, agents, debian)
 
 
+def shown_path(path: Path) -> str:
+    """The lock's path from the project's root (the header names it), else from its image's parent."""
+    try:
+        return path.resolve().relative_to(project_root().resolve()).as_posix()
+    except (ValueError, SandboxError):
+        return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
+
+
 def render(lock: Lock, path: Path) -> tuple[str, dict[str, str]]:
     """The lock's TOML text and the npm lockfiles beside it ({relative path: text})."""
     doc = tomlkit.document()
-    for line in HEADER.format(path=f"{path.parent.parent.name}/{path.parent.name}/{path.name}",
-                              image=lock.image).splitlines():
+    for line in HEADER.format(path=shown_path(path), image=lock.image).splitlines():
         doc.add(tomlkit.comment(line))
     doc.add("format", FORMAT)
     doc.add("image", lock.image)
