@@ -30,6 +30,7 @@ from . import process
 from .engine import Engine
 from .errors import CommandFailed
 from .fsutil import atomic_write
+from .labels import LABEL_CACHE_KEY, LABEL_CREATED
 from .lock import Lock, npm_tree
 from .paths import project_root
 
@@ -96,7 +97,7 @@ def created_time(labels: Mapping[str, str], env: Mapping[str, str], root: Path |
         epoch = result.out.strip() if result.ok else ""
     if epoch.isdigit():
         return dt.datetime.fromtimestamp(int(epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return labels.get("org.opencontainers.image.created") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return labels.get(LABEL_CREATED) or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_sbom(engine: Engine, ref: str, out: Path, *, name: str = "", key: str = "",
@@ -104,13 +105,23 @@ def write_sbom(engine: Engine, ref: str, out: Path, *, name: str = "", key: str 
     """Scan image `ref`, write its SPDX JSON to `out` (atomically) and return the document. `name`: what the
     document calls the image (default `ref`); `key`: its cache key (default: its cache-key label, else its ID)."""
     labels = dict(labels if labels is not None else engine.image_labels(ref))
-    key = key or labels.get("dev.agent-sandbox.cache-key", "") or (engine.image_id(ref) or "unknown")
+    key = key or labels.get(LABEL_CACHE_KEY, "") or (engine.image_id(ref) or "unknown")
     with image_rootfs(engine, ref) as rootfs:
         doc = syft_spdx(rootfs)
     created = created_time(labels, os.environ, project_root())
     doc = normalise(doc, rootfs=rootfs, name=name or ref, key=key, created=created)
     atomic_write(out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
+
+
+def read_sbom(path: Path, *, name: str, key: str) -> dict[str, Any] | None:
+    """The SBOM at `path` if it is the one write_sbom wrote for image `name` at cache key `key`, else None."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    wanted = f"{NAMESPACE}/{urllib.parse.quote(name, safe='')}/{key}"
+    return doc if doc.get("documentNamespace") == wanted and doc.get("name") == name else None
 
 
 # ------------------------------------------------------------------ what it lists

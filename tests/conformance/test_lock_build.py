@@ -59,6 +59,8 @@ def engine_name() -> Iterator[str]:
         engine = detect_engine()
     except SandboxError as exc:
         pytest.skip(str(exc))
+    if engine.name != "podman":  # the checks are the agents script's, whatever engine runs it: once is enough
+        pytest.skip("the tampered-artifact builds run on podman (docker would first build its own base layer)")
     yield engine.name
     engine.remove_image(TAG)
 

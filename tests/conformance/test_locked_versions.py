@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from agent_sandbox import conformance
 from agent_sandbox import lock as lk
+from agent_sandbox import sbom as sb
 from agent_sandbox.backends.debian import recorded_versions
+from agent_sandbox.errors import SandboxError
 from agent_sandbox.labels import LABEL_AGENT_VERSIONS, LABEL_AGENTS, LABEL_BACKEND
 
 from .conftest import Session
@@ -37,6 +39,20 @@ def arch_of(session: Session) -> str:
     info = session.inspect_image()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Architecture", "amd64"), info.get("Architecture",
                                                                                                     "amd64"))
+
+
+def test_the_sbom_lists_the_locks_versions(session: Session, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Syft's SPDX SBOM of the image lists each agent, Node, npm and every PyPI package at the lock's version,
+    only locked npm packages under /opt/<agent>, and every Debian package at the lock's version."""
+    lock, held = locked(session)
+    try:
+        sb.find_syft()
+    except SandboxError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path_factory.mktemp("sbom") / "image.spdx.json"
+    doc = sb.write_sbom(session.engine, session.image, out)
+    assert sb.compare_with_lock(doc, lock, lock.versions(held, arch_of(session)), arch_of(session)) == []
+    assert len(sb.packages(doc)) > 100
 
 
 def test_the_label_carries_the_locks_versions(session: Session) -> None:

@@ -108,3 +108,14 @@ def test_packages_reads_purls() -> None:
                         {"name": "no purl", "externalRefs": []}]}
     assert sb.packages(doc) == [("npm", "@a/b", "1.0.0", "/opt/x/node_modules/@a/b/package.json"),
                                 ("deb", "libc6", "2.36-9", "/var/lib/dpkg/status")]
+
+
+def test_an_sbom_written_for_the_same_image_and_key_is_reused(tmp_path: Path, image: Image) -> None:
+    path = tmp_path / "image.spdx.json"
+    doc = sb.normalise(document(the_lock(image)), rootfs=Path(ROOTFS), name="localhost/x:latest", key="k1",
+                       created="2026-11-29T00:00:00Z")
+    path.write_text(__import__("json").dumps(doc))
+    assert sb.read_sbom(path, name="localhost/x:latest", key="k1") == doc
+    assert sb.read_sbom(path, name="localhost/x:latest", key="k2") is None  # another build: scanned again
+    assert sb.read_sbom(path, name="localhost/y:latest", key="k1") is None
+    assert sb.read_sbom(tmp_path / "missing.json", name="localhost/x:latest", key="k1") is None

@@ -572,8 +572,11 @@ def write_checked_sbom(plan: dp.Plan, eng: Engine, versions: Mapping[str, str], 
     (the same inputs give the same document), checked against the lock: it must list the locked versions."""
     from .. import sbom as sb
 
-    report.start("sbom", "SPDX SBOM (syft)")
-    doc = sb.write_sbom(eng, plan.image, out, name=name, key=plan.keys[plan.phases[-1]])
+    key = plan.keys[plan.phases[-1]]
+    doc = sb.read_sbom(out, name=name, key=key)  # written for this very image already (a cache hit): kept
+    if doc is None:
+        report.start("sbom", "SPDX SBOM (syft)")
+        doc = sb.write_sbom(eng, plan.image, out, name=name, key=key)
     if plan.lock is not None:
         sb.check_sbom(doc, plan.lock, versions, plan.arch)
     report.done("sbom", f"{out}: {len(sb.packages(doc))} packages, as locked")

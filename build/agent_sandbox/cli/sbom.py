@@ -27,6 +27,7 @@ def sbom(ref: str, output: Path | None, image_description: str | None, engine: s
     from ..engine import detect_engine
     from ..errors import EnvironmentProblem
     from ..images import all_images, load_image
+    from ..labels import LABEL_BACKEND
 
     eng = detect_engine(engine)
     if not eng.image_exists(ref):
@@ -38,7 +39,7 @@ def sbom(ref: str, output: Path | None, image_description: str | None, engine: s
     click.echo(f"wrote {output}: {len(listed)} packages")
     name = image_description or (repo if repo in all_images() else None)
     labels = eng.image_labels(ref)
-    if name is None or labels.get("dev.agent-sandbox.backend") != "debian":
+    if name is None or labels.get(LABEL_BACKEND) != "debian":
         click.echo("not checked against a lock (not a Debian-built image of images/)")
         return
     image = load_image(name)
