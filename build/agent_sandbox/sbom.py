@@ -80,7 +80,9 @@ def syft_spdx(rootfs: Path) -> dict[str, Any]:
 
 def normalise(doc: Mapping[str, Any], *, rootfs: Path, name: str, key: str, created: str) -> dict[str, Any]:
     """The document as if the image (not a directory on this host) had been scanned, at `created`."""
-    text = json.dumps(doc).replace(str(rootfs).rstrip("/"), name)
+    root = str(rootfs).rstrip("/")
+    # the path itself, and as Syft spells it inside SPDX IDs (every character but letters, digits, . and - as -)
+    text = json.dumps(doc).replace(re.sub(r"[^A-Za-z0-9.-]", "-", root), "-image").replace(root, name)
     out: dict[str, Any] = json.loads(text)
     out["name"] = name
     out["documentNamespace"] = f"{NAMESPACE}/{urllib.parse.quote(name, safe='')}/{key}"

@@ -82,12 +82,16 @@ def test_an_sbom_that_lists_other_versions_is_refused(image: Image, changed: dic
 
 
 def test_normalise_names_the_image_not_the_host_directory(image: Image) -> None:
-    doc = sb.normalise(document(the_lock(image)), rootfs=Path(ROOTFS), name="localhost/x:latest", key="k123",
+    scanned = document(the_lock(image))
+    scanned["packages"].append({"SPDXID": "SPDXRef-DocumentRoot-Directory-" + ROOTFS.replace("/", "-"),
+                                "name": ROOTFS})
+    doc = sb.normalise(scanned, rootfs=Path(ROOTFS), name="localhost/x:latest", key="k123",
                        created="2026-11-29T00:00:00Z")
+    assert doc["packages"][-1] == {"SPDXID": "SPDXRef-DocumentRoot-Directory--image", "name": "localhost/x:latest"}
     assert doc["name"] == "localhost/x:latest"
     assert doc["documentNamespace"] == f"{sb.NAMESPACE}/localhost%2Fx%3Alatest/k123"
     assert doc["creationInfo"]["created"] == "2026-11-29T00:00:00Z"
-    assert ROOTFS not in str(doc)
+    assert ROOTFS not in str(doc) and "overlay" not in str(doc)
 
 
 @pytest.mark.parametrize(
