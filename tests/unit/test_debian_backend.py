@@ -730,3 +730,15 @@ def test_inspect_refuses_what_is_not_an_object(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(process, "run", lambda argv, **_: process.Result(0, "[]", ""))
     with pytest.raises(CommandFailed):
         docker.inspect("img", kind="image")
+
+
+def test_the_same_lock_gives_the_same_keys_and_versions_whatever_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build on a clean cache (another cache repository, another machine) plans the same layer keys and the
+    same versions from the same lock: nothing outside the description and the lock goes into them."""
+    monkeypatch.setattr(debian, "git_revision", lambda root: "0123abcd")
+    one = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-one"})
+    two = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-two",
+                                        "AGENT_SANDBOX_NPM_REGISTRY": "http://127.0.0.1:9/",
+                                        "AGENT_SANDBOX_BUILD_CA": "off"})
+    assert one.keys == two.keys and one.versions == two.versions and one.lock_files == two.lock_files
+    assert one.cache_ref("agents") != two.cache_ref("agents")
