@@ -6,12 +6,13 @@ a mirror of ours that serves one artifact tampered with, self-consistently (its 
 bytes), so that only the lock's hashes can catch it. Each case checks the stand-in really served the tampered
 file: a build failing for another reason does not pass.
 
-The base layer comes from the cache (`make image` builds it; the same key for any choice of agents), else it is
-built first (about two minutes).
+Each case builds in a throwaway cache repository holding only the base layer, tagged from the usual cache (`make
+image` builds it; the same key for any choice of agents), else built first (about two minutes).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -54,15 +55,25 @@ def tampered_cases() -> list[object]:
 
 
 @pytest.fixture
-def engine_name() -> Iterator[str]:
+def engine_name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """podman, with a throwaway cache repository holding only the base layer (tagged from the usual cache when it
+    is there): no agents layer of an earlier build can turn a case into a cache hit."""
     try:
         engine = detect_engine()
     except SandboxError as exc:
         pytest.skip(str(exc))
     if engine.name != "podman":  # the checks are the agents script's, whatever engine runs it: once is enough
         pytest.skip("the tampered-artifact builds run on podman (docker would first build its own base layer)")
-    yield engine.name
-    engine.remove_image(TAG)
+    base = debian.plan_build(IMAGE, agents=("claude",)).cache_ref("base")
+    monkeypatch.setenv("AGENT_SANDBOX_CACHE_REPO", f"localhost/agent-sandbox-tamper-{secrets.token_hex(4)}")
+    throwaway = debian.plan_build(IMAGE, agents=("claude",)).cache_ref("base")
+    if engine.image_exists(base):
+        engine.tag(base, throwaway)
+    try:
+        yield engine.name
+    finally:
+        engine.remove_image(TAG)
+        engine.remove_image(throwaway)  # the tag only, when the usual cache has the layer too
 
 
 @pytest.mark.parametrize(("agent", "tampered", "message"), tampered_cases())

@@ -220,6 +220,16 @@ def test_the_repositorys_lock_is_complete_and_consistent(image: Image, catalog: 
     assert "amd64" in lock.debian and "nodejs" in lock.debian["amd64"].packages
 
 
+@pytest.mark.parametrize("description", ["agent-sandbox-devcontainer", "agent-sandbox-proxy", "tests/images/internet"])
+def test_every_debian_built_image_has_a_current_lock(description: str, catalog: Catalog) -> None:
+    """Each image the Debian backend builds here has a lock that covers its description (a change to image.toml or
+    the catalog needs `agent-sandbox lock IMAGE`, committed with it, like images/compiled for the tiers)."""
+    image = load_image(ROOT / description if "/" in description else description, catalog)
+    lock = lk.read_lock(lk.lock_path(image.path), image.name)
+    assert lock is not None, f"no {lk.lock_path(image.path)}: run `agent-sandbox lock {description}`"
+    assert lr.missing(image, catalog, lock, "amd64") == [], f"stale: run `agent-sandbox lock {description}`"
+
+
 # ------------------------------------------------------------------ what changed
 def test_diff_names_old_and_new_versions(image: Image, catalog: Catalog) -> None:
     old = fresh_lock(image, catalog)
