@@ -377,3 +377,24 @@ def test_the_scripts_own_marks_name_the_component(image: Image, catalog: Catalog
     got = lk.integrity_failure([lk.DEBIAN_MARK + "libc6 2.36-9 2.36-10"], lock)
     assert got is not None and got.startswith("Debian package libc6: the lock says 2.36-9, the mirror installed 2.36-10")
     assert lk.integrity_failure(["npm error code E404", "something else"], lock) is None
+
+
+def test_a_build_without_a_lock_says_so_and_writes_one(image_copy: Path, catalog: Catalog,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_sandbox.backends import debian
+
+    fake = FakeRegistries(dict(NEWEST))
+    monkeypatch.setattr(lr, "Registries", lambda env=None: fake)
+    said: list[str] = []
+    image = load_image(image_copy, catalog)
+    dry = debian.image_lock(image, catalog, say=said.append, write=False, env={})
+    assert not (image_copy.parent / "lock.toml").exists()  # a dry run writes nothing
+    assert said == [f"{image_copy.parent / 'lock.toml'}: no lock: resolving it from the registries "
+                    "(a dry run writes nothing)"]
+    said.clear()
+    written = debian.image_lock(image, catalog, say=said.append, write=True, env={})
+    assert written == dry and lk.read_lock(image_copy.parent / "lock.toml", image.name) == written
+    assert said[1].startswith(f"wrote {image_copy.parent / 'lock.toml'}: aider (new) → 0.86.2")
+    asked = len(fake.asked)
+    assert debian.image_lock(image, catalog, say=said.append, write=True, env={}) == written
+    assert len(fake.asked) == asked  # a complete lock: no registry is asked
