@@ -4,7 +4,7 @@ about 12 minutes on 2 cores).
 
 The issue's "done when": both builds install the lock's versions (`dev.agent-sandbox.agent-versions`), get the
 same layer keys, and give byte-identical SBOMs (`build --sbom`, Syft; SOURCE_DATE_EPOCH is not needed: the SBOM's
-time is the commit's). Each build uses a throwaway cache repository and its own tag; what the script made is
+time is the commit's). Do not commit while it runs: the image's revision label is part of its last key. Each build uses a throwaway cache repository and its own tag; what the script made is
 removed at the end (--keep leaves it).
 
     python bench/bench_reproducible.py                   # agent-sandbox-devcontainer
@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 from agent_sandbox.backends import debian_plan as dp
+from agent_sandbox.backends.debian import git_revision
 from agent_sandbox.engine import detect_engine
+from agent_sandbox.paths import project_root
 
 
 def main() -> int:
@@ -34,6 +36,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the images and cache layers it built")
     args = parser.parse_args()
     engine = detect_engine()
+    head = git_revision(project_root())
     run_id = secrets.token_hex(4)
     results = []
     made: list[str] = []
@@ -58,13 +61,16 @@ def main() -> int:
                 results.append({
                     "seconds": seconds,
                     "versions": labels.get(dp.LABEL_AGENT_VERSIONS, ""),
-                    "keys": sorted(listed),
+                    "keys": sorted(t for t in listed if t.split("-", 1)[0] in dp.PHASES),
                     "sbom": hashlib.sha256(sbom.read_bytes()).hexdigest(),
                 })
         finally:
             if not args.keep:
                 for ref in made:
                     engine.remove_image(ref)
+    if git_revision(project_root()) != head:
+        print("the checkout's HEAD moved during the run: the builds are of different commits", file=sys.stderr)
+        return 1
     one, two = results
     for name in ("versions", "keys", "sbom"):
         same = "same" if one[name] == two[name] else "DIFFERENT"

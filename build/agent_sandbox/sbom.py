@@ -6,8 +6,8 @@ dpkg's database, every node_modules package.json, every Python dist-info. It com
 mount`; docker: an exported container), with the catalogers Syft uses for images.
 
 The document is made reproducible: the name is the image's reference, the namespace is derived from the image's
-cache key (the same inputs give the same key), and `created` is SOURCE_DATE_EPOCH when set, else the image's
-`created` label. `compare_with_lock` (pure) says where the SBOM and the lock disagree: an agent, Node, npm or a
+cache key (the same inputs give the same key), and `created` is SOURCE_DATE_EPOCH when set, else the commit time of
+the image's revision, else its `created` label. `compare_with_lock` (pure) says where the SBOM and the lock disagree: an agent, Node, npm or a
 package of an agent's tree at another version, or a Debian package the lock does not list at that version.
 """
 
@@ -30,7 +30,7 @@ from . import process
 from .engine import Engine
 from .errors import CommandFailed
 from .fsutil import atomic_write
-from .labels import LABEL_CACHE_KEY, LABEL_CREATED
+from .labels import LABEL_CACHE_KEY, LABEL_CREATED, LABEL_REVISION
 from .lock import Lock, npm_tree
 from .paths import project_root
 
@@ -91,11 +91,12 @@ def normalise(doc: Mapping[str, Any], *, rootfs: Path, name: str, key: str, crea
 
 
 def created_time(labels: Mapping[str, str], env: Mapping[str, str], root: Path | None = None) -> str:
-    """SOURCE_DATE_EPOCH, else the time of the checkout's last commit (two builds of one commit: one time), else
-    the image's `created` label."""
+    """SOURCE_DATE_EPOCH, else the commit time of the image's revision label (two builds of one commit: one
+    time), else the image's `created` label."""
     epoch = env.get("SOURCE_DATE_EPOCH", "").strip()
-    if not epoch.isdigit() and root is not None and (root / ".git").exists() and process.which("git"):
-        result = process.run(["git", "-C", str(root), "log", "-1", "--format=%ct"], check=False, timeout=30)
+    revision = labels.get(LABEL_REVISION, "")
+    if not epoch.isdigit() and revision and root is not None and (root / ".git").exists() and process.which("git"):
+        result = process.run(["git", "-C", str(root), "log", "-1", "--format=%ct", revision], check=False, timeout=30)
         epoch = result.out.strip() if result.ok else ""
     if epoch.isdigit():
         return dt.datetime.fromtimestamp(int(epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
