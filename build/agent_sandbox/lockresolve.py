@@ -57,21 +57,13 @@ HTTP_TIMEOUT = 60
 # The image's Python, by Debian suite: PyPI agents are resolved for it (the host's may differ).
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 WHEEL_ARCHES = ("x86_64", "aarch64")  # the lock serves both architectures' builds
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-CA_OFF = ("", "0", "no", "none", "off", "false")
 
 
 def registry_ca(env: Mapping[str, str]) -> Path | None:
-    """The CA bundle for registry requests: AGENT_SANDBOX_BUILD_CA (a path, or off), else the host's bundle."""
-    value = env.get("AGENT_SANDBOX_BUILD_CA")
-    if value is None or value == "auto":
-        return HOST_CA if HOST_CA.is_file() else None
-    if value.strip().lower() in CA_OFF:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise InputError(f"AGENT_SANDBOX_BUILD_CA={value}: no such file (a CA bundle, or 'off')")
-    return path
+    """The CA bundle for registry requests: the build's (AGENT_SANDBOX_BUILD_CA, else the host's bundle)."""
+    from .backends.debian import resolve_build_ca  # debian.py imports this module
+
+    return resolve_build_ca(env)
 
 
 def npm_registry(env: Mapping[str, str]) -> str:
@@ -335,14 +327,14 @@ def make_lock(
     if npm_agents:
         node_pkgs = {arch_: f"node-linux-{dp.NODE_ARCH[arch_]}" for arch_ in ("amd64", "arm64")}
         spec = update.get("node") or dp.NODE_RUNTIME_SPEC
-        if node is None or "node" in force or node.spec != dp.NODE_RUNTIME_SPEC and not update.get("node"):
+        if node is None or "node" in force or (node.spec != dp.NODE_RUNTIME_SPEC and not update.get("node")):
             report(f"node: resolving node-linux-<arch>@{spec}")
             first = resolver.npm_artifact(node_pkgs["amd64"], spec)
             builds = {"amd64": first}
             builds["arm64"] = resolver.npm_artifact(node_pkgs["arm64"], first.version)
             node = NodeLock(dp.NODE_RUNTIME_SPEC, first.version, builds)
         spec = update.get("npm") or dp.NPM_SPEC
-        if npm is None or "npm" in force or npm.spec != dp.NPM_SPEC and not update.get("npm"):
+        if npm is None or "npm" in force or (npm.spec != dp.NPM_SPEC and not update.get("npm")):
             report(f"npm: resolving npm@{spec}")
             npm = NpmLock(dp.NPM_SPEC, resolver.npm_artifact("npm", spec))
     else:

@@ -56,8 +56,7 @@ def lock(args: tuple[str, ...], update: bool, check_only: bool, no_debian: bool)
     if check_only:
         if old is None:
             raise ChecksFailed(f"{path}: no lock (run `agent-sandbox lock {image.name}`)")
-        missing = [c for c in lr.lock_components(image, catalog)
-                   if c not in lk.components(old) and not (c == "debian" and arch in old.debian)]
+        missing = lr.missing(image, catalog, old, arch)
         findings = lr.check_lock(old, image, catalog, registries=registries, arch=arch, debian=not no_debian)
         bad = [f for f in findings if not f.ok]
         counts = Counter(f.component for f in findings if f.ok)
