@@ -35,9 +35,10 @@ setup:
 	$(MAKE) venv
 	command -v devcontainer >/dev/null || npm install -g --no-fund --no-audit @devcontainers/cli
 
-# The agent image and the egress proxy image (each a cache hit when nothing changed).
+# The agent image (from its lock, images/agent-sandbox-devcontainer/lock.toml; its SPDX SBOM in sbom/) and the egress
+# proxy image (each a cache hit when nothing changed).
 image: setup
-	$(AGENT_SANDBOX) build --backend debian
+	$(AGENT_SANDBOX) build --backend debian --sbom sbom/agent-sandbox-devcontainer.spdx.json
 	$(AGENT_SANDBOX) build agent-sandbox-proxy --backend debian
 
 # The conformance suite's stand-in for the internet (tests/images/internet).

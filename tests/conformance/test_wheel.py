@@ -16,7 +16,7 @@ from agent_sandbox.conformance.session import Session
 
 REPO = Path(__file__).resolve().parents[2]
 TIER = "strict"  # one tier keeps this test at about a minute and a half
-AREAS = ("capabilities", "identity", "filesystem", "mounts", "limits", "network", "tools", "metadata")
+AREAS = ("capabilities", "identity", "filesystem", "mounts", "limits", "network", "tools", "metadata", "versions")
 # What the wheel must carry (the functional checks below fail without them too; this says which part is missing).
 CARRIED = (
     "agent_sandbox/pytest_plugin.py",

@@ -163,6 +163,11 @@ BROKEN_IMAGE = 'name = "broken"\nregistry = "ghcr.io/example/broken"\ntier = "st
         (["build", "{broken}", "--dry-run"], "{broken}/image.toml:4: uid: must be a whole number"),
         (["build", "{broken}/image.toml", "--backend", "nix", "--dry-run"], "image.toml:4: uid: must be a whole"),
         (["verify", "agent-sandbox-devcontainer", "--tier", "nope"], "nope"),
+        (["build", "--backend", "nix", "--dry-run", "--tag", "localhost/x:1"], "--tag: only the Debian backend"),
+        (["build", "--backend", "debian", "--dry-run", "--tag", "Bad Ref"], "--tag: 'Bad Ref': not an image"),
+        (["lock", "--update", "cursor"], "--update: nothing called 'cursor' in this image's lock; known: node, npm"),
+        (["lock", "claude"], "claude: component names go with --update"),
+        (["lock", "--check", "--update"], "--check changes nothing"),
     ],
 )
 def test_bad_build_and_verify_input_is_one_line_exit_2(tmp_path: Path, args, words):

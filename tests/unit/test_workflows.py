@@ -38,6 +38,9 @@ JOB_PERMISSIONS = {
     ("flake-update.yml", "update"): {"contents": "read"},
     ("flake-update.yml", "verify"): {"contents": "read"},
     ("flake-update.yml", "pull-request"): {"contents": "write", "pull-requests": "write"},
+    ("lock-update.yml", "update"): {"contents": "read"},
+    ("lock-update.yml", "verify"): {"contents": "read"},
+    ("lock-update.yml", "pull-request"): {"contents": "write", "pull-requests": "write"},
 }
 
 
@@ -97,7 +100,7 @@ def uses_lines(path: Path) -> list[str]:
 
 # ------------------------------------------------------------------ the tools
 def test_there_are_workflows() -> None:
-    assert [p.name for p in FILES] == ["ci.yml", "flake-update.yml", "publish-images.yml"]
+    assert [p.name for p in FILES] == ["ci.yml", "flake-update.yml", "lock-update.yml", "publish-images.yml"]
 
 
 def test_zizmor_finds_nothing() -> None:
@@ -228,3 +231,28 @@ def test_flake_update_verifies_what_publish_tests() -> None:
     # and the pull request waits for it
     pull_request = load(WORKFLOWS / "flake-update.yml")["jobs"]["pull-request"]
     assert set(pull_request["needs"]) == {"update", "verify"}
+
+
+# ------------------------------------------------------------------ the lock update is verified like CI
+def test_lock_update_verifies_what_ci_runs() -> None:
+    """lock-update.yml's verify job runs ci.yml's ci-run steps (.ci/run) unchanged, after putting the updated
+    locks in place; the pull request waits for it and adds only the locks."""
+
+    def comparable(step: dict[str, Any]) -> dict[str, Any]:
+        return {k: step.get(k) for k in ("name", "uses", "with", "run", "env")}
+
+    ci = load(WORKFLOWS / "ci.yml")["jobs"]["ci-run"]
+    workflow = load(WORKFLOWS / "lock-update.yml")
+    verify = workflow["jobs"]["verify"]
+    locks = next(i for i, step in enumerate(verify["steps"]) if step.get("name") == "The updated locks")
+    assert 'tar -xf "$RUNNER_TEMP/lock-update/locks.tar"' in verify["steps"][locks]["run"]
+    assert verify["steps"][locks - 1]["uses"].startswith("actions/download-artifact@")
+    assert [comparable(s) for s in verify["steps"][:locks - 1] + verify["steps"][locks + 1:]] == [
+        comparable(s) for s in ci["steps"]]
+    assert verify["runs-on"] == ci["runs-on"]
+    assert "lock \"$dir\" --update" in next(s["run"] for s in workflow["jobs"]["update"]["steps"]
+                                             if s.get("id") == "update")
+    pull_request = workflow["jobs"]["pull-request"]
+    assert set(pull_request["needs"]) == {"update", "verify"}
+    create = next(s for s in pull_request["steps"] if "create-pull-request" in str(s.get("uses")))
+    assert all("lock.toml" in p or "package-locks" in p for p in create["with"]["add-paths"].split())

@@ -18,18 +18,22 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import shlex
 import shutil
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from .. import __version__, profiles
+from .. import lock as lk
+from .. import lockresolve
 from ..compilers.devcontainer import metadata_label
 from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
 from ..images import Catalog, Image, check_agents, check_user, image_tree, load_catalog, load_image
@@ -66,6 +70,7 @@ class BuildResult:
     seconds: float  # wall time of the build (of the planning, for a dry run: not reported)
     keys: Mapping[str, str] = attrs.field(factory=dict)
     dry_run: bool = False
+    sbom: str = ""  # where the image's SPDX SBOM was written (build --sbom)
 
     def summary(self) -> str:
         hits = ", ".join(f"{p} {'cached' if hit else 'built'}" for p, hit in self.cache_hits.items())
@@ -83,6 +88,8 @@ class BuildResult:
             lines.append(f"  agents: {versions}")
         for s in self.skipped:
             lines.append(f"  skipped {s.kind} {s.name}: {s.reason}")
+        if self.sbom:
+            lines.append(f"  SBOM: {self.sbom} (the lock's versions)")
         return "\n".join(lines)
 
 
@@ -166,30 +173,59 @@ def read_tree(root: Path) -> dict[str, dp.TreeFile]:
     return tree
 
 
+def image_lock(
+    image: Image, catalog: Catalog, *, say: Callable[[str], None], write: bool, env: Mapping[str, str]
+) -> lk.Lock:
+    """The image's lock (images/<image>/lock.toml). A build without one, or with one that lacks a component of
+    the description (an agent added, the Debian package list changed), says so, resolves what is missing from
+    the registries and writes it (a dry run writes nothing)."""
+    path = lk.lock_path(image.path)
+    old = lk.read_lock(path, image.name)
+    arch = dp.debian_arch(platform.machine())
+    todo = lockresolve.missing(image, catalog, old, arch)
+    if old is not None and not todo:
+        return old
+    what = "no lock" if old is None else f"the lock lacks {', '.join(todo)}"
+    say(f"{path}: {what}: resolving {'it' if old is None else 'them'} from the registries"
+        + ("" if write else " (a dry run writes nothing)"))
+    new = lockresolve.make_lock(image, catalog, old, resolver=lockresolve.Registries(dict(env)), arch=arch)
+    if write:
+        lk.write_lock(new, path)
+        say(f"wrote {path}: " + "; ".join(line.strip() for line in lk.diff(old, new) if not line.startswith("  ")))
+    return new
+
+
 def plan_build(
     image_name: str,
     *,
     agents: Sequence[str] | None = None,
     tier: str | None = None,
     env: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    write_lock: bool = False,
 ) -> dp.Plan:
-    """Everything but the commands: read the description, compile the tiers, compute keys."""
+    """Everything but the commands: read the description and its lock, compile the tiers, compute keys."""
     env = os.environ if env is None else env
     cache_repo = env.get("AGENT_SANDBOX_CACHE_REPO") or dp.DEFAULT_CACHE_REPO
+    if env.get("AGENT_SANDBOX_AGENT_PINS"):
+        raise InputError("AGENT_SANDBOX_AGENT_PINS is gone: the image's lock says which versions are built; pin one "
+                         "with `agent-sandbox lock --update claude=2.1.332`")
     catalog = load_catalog()
     described = load_image(image_name, catalog)
     if not described.is_devcontainer:
         if agents is not None or tier is not None:
             raise InputError(f"{described.name} is a {described.role} image: it holds no agents and no tier",
                              Location("--agents" if agents is not None else "--tier"))
+        lock = image_lock(described, catalog, say=say, write=write_lock, env=env)
         return dp.make_service_plan(described, catalog, revision=git_revision(project_root()), version=__version__,
                                     tree=read_tree(image_tree(described)), machine=platform.machine(),
-                                    cache_repo=cache_repo)
+                                    cache_repo=cache_repo, lock=lock)
     image, catalog, chosen, profile = load_inputs(image_name, agents, tier)
-    try:
-        pins = dp.parse_pins(env.get("AGENT_SANDBOX_AGENT_PINS", ""))
-    except ValueError as exc:
-        raise InputError(f"AGENT_SANDBOX_AGENT_PINS: {exc}") from None
+    outside = [a for a in lockresolve.lockable_agents(image, catalog, chosen) if a not in image.agents]
+    if outside:
+        raise InputError(f"{', '.join(outside)}: not among {image.name}'s agents ({image.path}), so not in its lock; "
+                         "add it to image.toml's agents", Location("--agents"))
+    lock = image_lock(image, catalog, say=say, write=write_lock, env=env)
     return dp.make_plan(
         image,
         catalog,
@@ -201,7 +237,7 @@ def plan_build(
         revision=git_revision(project_root()),
         version=__version__,
         machine=platform.machine(),
-        pins=pins,
+        lock=lock,
         cache_repo=cache_repo,
         tree=read_tree(image_tree(image)),
     )
@@ -230,7 +266,11 @@ def build_base(plan: dp.Plan, engine: LayerBuilder, report: Reporter) -> None:
             script_path=script,
             output=tarball,
         )
-        process.stream(argv, on_line=report.line)
+        seen: list[str] = []
+        try:
+            process.stream(argv, on_line=collecting(report.line, seen))
+        except CommandFailed as exc:
+            raise named_failure(exc, seen, plan) from None
         report.line(f"importing {human_size(tarball.stat().st_size)} rootfs")
         changes = [
             f"ENV PATH={dp.PATH}",
@@ -243,42 +283,87 @@ def build_base(plan: dp.Plan, engine: LayerBuilder, report: Reporter) -> None:
 
 
 def build_agents(plan: dp.Plan, engine: LayerBuilder, report: Reporter, build_ca: Path | None) -> dict[str, str]:
-    """Install the agent CLIs in a container of layer 1; the host CA bundle is visible to this step only."""
+    """Install the agent CLIs in a container of layer 1 from the lock's files (mounted read-only at
+    dp.LOCK_MOUNT); the host CA bundle is visible to this step only. A download whose hash is not the lock's
+    fails the step with one line naming the component, and nothing is committed."""
     script = plan.agents_script
     mounts: list[str] = []
+    exports = [f"{name}={env_value}" for name in MIRRORS if (env_value := os.environ.get(name))]
     if build_ca is not None:
         mounts.append(f"{build_ca}:{dp.BUILD_CA_PATH}:ro")
-        exports = " ".join(
-            f"{name}={dp.BUILD_CA_PATH}" for name in ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT")
-        )
-        script = f"export {exports}\n{script}"
+        exports += [f"{name}={dp.BUILD_CA_PATH}" for name in ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT")]
+    if exports:
+        script = "export " + " ".join(shlex.quote(e) for e in exports) + "\n" + script
     parent, ref = plan.cache_ref("base"), plan.cache_ref("agents")
     found: dict[str, str] = {}
+    seen: list[str] = []
 
     def labels_from(output: str) -> dict[str, str]:
         found.update(dp.parse_versions(output))
         missing = [a.name for a in plan.agents if a.name not in found]
         if missing:
             raise CommandFailed(f"the agents step reported no version for {', '.join(missing)}")
+        wrong = [f"{n} {found.get(n)} (locked {v})" for n, v in plan.versions.items() if found.get(n) != v]
+        if wrong:
+            raise CommandFailed(f"the agents step installed other versions than the lock's: {', '.join(wrong)}")
         report.line("committing")
         return agents_labels(plan, found)
 
-    engine.run_and_commit(
-        parent,
-        ref,
-        script=script,
-        container=build_container_name(plan, "agents"),
-        mounts=mounts,
-        labels_from=labels_from,
-        on_line=report.line,
-        squash=True,  # what the script removes (Debian's node) leaves the image
-    )
+    work = scratch_dir("agent-sandbox-lock.")
+    try:
+        for rel, text in plan.lock_files.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text, encoding="utf-8")
+        for directory in [work, *(p for p in work.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
+        mounts.append(f"{work}:{dp.LOCK_MOUNT}:ro")
+        engine.run_and_commit(
+            parent,
+            ref,
+            script=script,
+            container=build_container_name(plan, "agents"),
+            mounts=mounts,
+            labels_from=labels_from,
+            on_line=collecting(report.line, seen),
+            squash=True,  # what the script removes (Debian's node) leaves the image
+            network="host" if any(on_loopback(os.environ.get(n, "")) for n in MIRRORS) else None,
+        )
+    except CommandFailed as exc:
+        raise named_failure(exc, seen, plan) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     try:
         check_ca_untouched(engine, parent, ref)
     except BaseException:
         engine.remove_image(ref)
         raise
     return found
+
+
+MIRRORS = ("AGENT_SANDBOX_NPM_REGISTRY", "AGENT_SANDBOX_PYPI_INDEX")
+
+
+def on_loopback(url: str) -> bool:
+    """A mirror on the build host's loopback interface (the agents step then shares the host's network)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def collecting(sink: Callable[[str], None], seen: list[str]) -> Callable[[str], None]:
+    """A line sink that also keeps every line (the failure's cause may be anywhere in a step's output)."""
+
+    def both(line: str) -> None:
+        seen.append(line)
+        sink(line)
+
+    return both
+
+
+def named_failure(exc: CommandFailed, lines: Sequence[str], plan: dp.Plan) -> CommandFailed:
+    """A failed step whose output shows a download that is not the lock's: one line naming the component."""
+    lock = plan.lock
+    message = lk.integrity_failure([*lines, *str(exc).splitlines()], lock) if lock is not None else None
+    return CommandFailed(message) if message else exc
 
 
 def build_container_name(plan: dp.Plan, phase: str) -> str:
@@ -342,19 +427,25 @@ def build_debian(
     engine: str | None = None,
     dry_run: bool = False,
     progress: OnEvent = ignore,
+    tag: str | None = None,
+    sbom: Path | None = None,
 ) -> BuildResult:
     """Build IMAGE with Debian packages and registry agent CLIs; tag it localhost/<name>:<tag>.
 
-    `progress`: called with each event of the build (backends/events.py); the CLI draws them.
+    `progress`: called with each event of the build (backends/events.py); the CLI draws them. `tag`: the reference
+    the built image gets instead of the description's localhost/<name>:<tag> (the cache layers are the same).
+    Installs what the image's lock (images/<image>/lock.toml) names, checking every hash; without a lock (or
+    with one that lacks a component) it says so, resolves it and writes it first.
     Environment: AGENT_SANDBOX_ENGINE, AGENT_SANDBOX_BUILD_CA (path | off; default: the host bundle),
-    AGENT_SANDBOX_AGENT_PINS (claude=1.2.3,...), AGENT_SANDBOX_CACHE_REPO, AGENT_SANDBOX_BUILD_TMP.
+    AGENT_SANDBOX_CACHE_REPO, AGENT_SANDBOX_BUILD_TMP, AGENT_SANDBOX_NPM_REGISTRY / AGENT_SANDBOX_PYPI_INDEX
+    (mirrors: the lock's hashes are checked whatever serves the bytes; not part of any key).
     SIGTERM unwinds like Ctrl-C (KeyboardInterrupt); once cleaned up, it raises CommandFailed("interrupted by SIGTERM").
     """
     started = time.monotonic()
     report = Reporter(progress)
     try:
         with sigterm_unwinds():
-            return _build(image_name, agents, tier, engine, dry_run, report, started)
+            return _build(image_name, agents, tier, engine, dry_run, report, started, tag, sbom)
     except Terminated as exc:  # rolled back by now: working containers and temp dirs are gone
         raise CommandFailed(f"interrupted by {exc}") from None
 
@@ -367,8 +458,13 @@ def _build(
     dry_run: bool,
     report: Reporter,
     started: float,
+    tag: str | None = None,
+    sbom: Path | None = None,
 ) -> BuildResult:
-    plan = plan_build(image_name, agents=agents, tier=tier)
+    plan = plan_build(image_name, agents=agents, tier=tier, say=report.info, write_lock=not dry_run)
+    described = plan.image  # what the SBOM calls the image, whatever --tag names it here
+    if tag:
+        plan = attrs.evolve(plan, image=tag)
     build_ca = resolve_build_ca(os.environ)
     if dry_run:
         name = dry_run_engine(engine)
@@ -380,7 +476,26 @@ def _build(
     eng.tag(plan.cache_ref(plan.phases[-1]), plan.image)
     sizes = {phase: eng.image_size(plan.cache_ref(phase)) for phase in plan.phases}
     sizes["image"] = sizes[plan.phases[-1]]
-    return result_of(plan, eng.name, hits, versions, sizes, started)
+    if sbom is not None:
+        write_checked_sbom(plan, eng, versions, sbom, report, name=described)
+    result = result_of(plan, eng.name, hits, versions, sizes, started)
+    return attrs.evolve(result, sbom=str(sbom)) if sbom is not None else result
+
+
+def write_checked_sbom(plan: dp.Plan, eng: Engine, versions: Mapping[str, str], out: Path, report: Reporter,
+                       *, name: str) -> None:
+    """The image's SPDX SBOM (Syft), named after the description's reference and keyed by the last layer's key
+    (the same inputs give the same document), checked against the lock: it must list the locked versions."""
+    from .. import sbom as sb
+
+    key = plan.keys[plan.phases[-1]]
+    doc = sb.read_sbom(out, name=name, key=key)  # written for this very image already (a cache hit): kept
+    if doc is None:
+        report.start("sbom", "SPDX SBOM (syft)")
+        doc = sb.write_sbom(eng, plan.image, out, name=name, key=key)
+    if plan.lock is not None:
+        sb.check_sbom(doc, plan.lock, versions, plan.arch)
+    report.done("sbom", f"{out}: {len(sb.packages(doc))} packages, as locked")
 
 
 def run_phases(

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from ..images import Catalog, Image, image_tools
+from ..lock import DEBIAN_MARK, INTEGRITY_MARK, AgentLock, Lock, NpmArtifact, npm_manifest, requirements_text
 # The label names are labels.py's; re-exported because the backend and its tests name them through this module.
 from ..labels import (
     LABEL_AGENT_VERSIONS as LABEL_AGENT_VERSIONS,
@@ -76,6 +77,8 @@ NPM_SPEC = "10"
 NODE_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
 
 AIDER_VENV = "/opt/aider"
+AGENT_DIR = "/opt"  # npm agents: /opt/<agent> (npm ci of the lock's package-lock.json), PyPI agents: a venv there
+LOCK_MOUNT = "/mnt"  # the lock's files for the agents step, mounted read-only (an empty directory in Debian)
 BUILD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where the host bundle is mounted during layer 2
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VERSION_MARK = "@@agent-sandbox-version "
@@ -93,7 +96,7 @@ class Skipped:
 
 @attrs.frozen
 class AgentInstall:
-    """One agent CLI and how it is installed. `spec` is the requested version ("latest" unless pinned)."""
+    """One agent CLI and how it is installed. `spec` is its version in the image's lock."""
 
     name: str
     registry: str  # "npm" | "pypi"
@@ -147,6 +150,9 @@ class Plan:
     keys: Mapping[str, str]  # phase -> key
     cache_repo: str = DEFAULT_CACHE_REPO
     phases: tuple[str, ...] = PHASES
+    lock_files: Mapping[str, str] = attrs.Factory(dict)  # the agents step's files from the lock (under LOCK_MOUNT)
+    versions: Mapping[str, str] = attrs.Factory(dict)  # node, npm and each agent's locked version
+    lock: Lock | None = None  # the image's lock (names the component of a failed hash check)
 
     def cache_ref(self, phase: str) -> str:
         return f"{self.cache_repo}:{phase}-{self.keys[phase]}"
@@ -171,31 +177,20 @@ def skipped_tools(image: Image, catalog: Catalog) -> tuple[Skipped, ...]:
     )
 
 
-def parse_pins(text: str) -> dict[str, str]:
-    """`claude=2.1.3,aider=0.86.1` (AGENT_SANDBOX_AGENT_PINS) -> {"claude": "2.1.3", "aider": "0.86.1"}."""
-    pins: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, version = item.partition("=")
-        if not sep or not name.strip() or not version.strip():
-            raise ValueError(f"bad pin {item!r}: expected AGENT=VERSION")
-        pins[name.strip()] = version.strip()
-    return pins
-
-
 def agent_installs(
-    agents: Sequence[str], catalog: Catalog, pins: Mapping[str, str] | None = None
+    agents: Sequence[str], catalog: Catalog, lock: Lock
 ) -> tuple[tuple[AgentInstall, ...], tuple[Skipped, ...]]:
-    """Split the requested agents into what npm/PyPI can install and what this backend must skip."""
-    pins = pins or {}
+    """Split the requested agents into what npm/PyPI can install (at the lock's versions) and what this backend
+    must skip."""
     installs: list[AgentInstall] = []
     skipped: list[Skipped] = []
     for name in dict.fromkeys(agents):
         agent = catalog.agents[name]
-        spec = pins.get(name, "latest")
-        if agent.npm:
-            installs.append(AgentInstall(name, "npm", agent.npm, spec, agent.binary))
-        elif agent.pypi:
-            installs.append(AgentInstall(name, "pypi", agent.pypi, spec, agent.binary))
+        if agent.npm or agent.pypi:
+            locked = lock.agents.get(name)
+            if locked is None:
+                raise ValueError(f"{name} is not in the image's lock")
+            installs.append(AgentInstall(name, locked.registry, locked.package, locked.version, agent.binary))
         else:
             skipped.append(Skipped(name, "agent", agent.note or "on no registry reachable from a Debian build"))
     return tuple(installs), tuple(skipped)
@@ -227,12 +222,32 @@ def strip_setid_script(root: str = "/") -> str:
     )
 
 
-def base_script(user: User) -> str:
-    """Runs as root inside the fresh rootfs (mmdebstrap --customize-hook, via chroot)."""
+def debian_check_lines(packages: Mapping[str, str]) -> str:
+    """sh: the rootfs holds exactly `packages` (the lock's), else one DEBIAN_MARK line per difference and exit 1."""
+    listed = "\n".join(f"{name} {version}" for name, version in sorted(packages.items()))
+    return f"""\
+# the Debian packages are exactly the lock's (lock.toml [debian.<arch>]): apt resolved them from today's mirror
+dpkg-query -W -f '${{Package}} ${{Version}}\\n' | LC_ALL=C sort > /tmp/installed.txt
+LC_ALL=C sort > /tmp/locked.txt <<'AGENT_SANDBOX_LOCKED'
+{listed}
+AGENT_SANDBOX_LOCKED
+if ! cmp -s /tmp/locked.txt /tmp/installed.txt; then
+  LC_ALL=C join -a1 -a2 -e '(none)' -o 0,1.2,2.2 /tmp/locked.txt /tmp/installed.txt \\
+    | awk '$2 != $3 {{ print "{DEBIAN_MARK}" $1 " " $2 " " $3 }}' >&2
+  exit 1
+fi
+echo "Debian packages as locked: $(wc -l < /tmp/installed.txt)"
+"""
+
+
+def base_script(user: User, debian_versions: Mapping[str, str] | None = None) -> str:
+    """Runs as root inside the fresh rootfs (mmdebstrap --customize-hook, via chroot). `debian_versions`: the
+    lock's packages, which the rootfs must hold exactly."""
     u = user
+    check = debian_check_lines(debian_versions) if debian_versions else ""
     return f"""\
 set -eu
-# the user the tiers run as ({u.uid}:{u.gid}); home 0700: agents keep credentials there
+{check}# the user the tiers run as ({u.uid}:{u.gid}); home 0700: agents keep credentials there
 if ! getent group {u.gid} >/dev/null; then groupadd --gid {u.gid} {u.name}; fi
 if ! getent passwd {u.name} >/dev/null; then
   useradd --uid {u.uid} --gid {u.gid} --create-home --home-dir {u.home} --shell /bin/bash {u.name}
@@ -284,8 +299,41 @@ def purge_debian_node_lines(link: str = "/usr/bin/node", node: str = "/usr/local
     ]
 
 
-def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
-    """Runs as root in a container from layer 1. Prints VERSION_MARK lines: `name=version`."""
+def fetch_verified_lines() -> list[str]:
+    """sh: `fetch_verified COMPONENT URL SHA512HEX FILE` downloads a file and refuses it (an INTEGRITY_MARK line
+    naming the component, exit 1) unless its sha512 is the lock's."""
+    return [
+        "fetch_verified() {",
+        '  curl -fsSL --retry 3 -o "$4" "$2"',
+        '  got=$(sha512sum "$4" | cut -d" " -f1)',
+        '  if [ "$got" != "$3" ]; then',
+        f'    echo "{INTEGRITY_MARK}$1 sha512:$3 sha512:$got" >&2',
+        "    exit 1",
+        "  fi",
+        "}",
+    ]
+
+
+def lock_files(agents: Sequence[AgentInstall], lock: Lock) -> dict[str, str]:
+    """The files the agents step installs from, by path under LOCK_MOUNT: per npm agent its package.json and
+    package-lock.json (npm ci), per PyPI agent a hashed requirements file (pip --require-hashes)."""
+    files: dict[str, str] = {}
+    for a in sorted(agents, key=lambda a: a.name):
+        locked: AgentLock = lock.agents[a.name]
+        if a.registry == "npm":
+            files[f"{a.name}/package.json"] = npm_manifest(locked)
+            files[f"{a.name}/package-lock.json"] = locked.package_lock
+        else:
+            files[f"{a.name}/requirements.txt"] = requirements_text(locked)
+    return files
+
+
+def agents_script(agents: Sequence[AgentInstall], arch: str, lock: Lock) -> str:
+    """Runs as root in a container from layer 1, with the lock's files (lock_files) at LOCK_MOUNT. Installs only
+    what the lock names and checks every hash: Node and npm by the sha512 of their tarballs, npm agents with
+    `npm ci` (an integrity per package), PyPI agents with `pip --require-hashes`. Prints VERSION_MARK lines.
+    The registries are npm's and PyPI's unless AGENT_SANDBOX_NPM_REGISTRY / AGENT_SANDBOX_PYPI_INDEX are exported
+    before it (a mirror serves the same bytes or fails the hashes)."""
     agents = sorted(agents, key=lambda a: a.name)  # the request's order must not change the script (its key)
     npm = [a for a in agents if a.registry == "npm"]
     pypi = [a for a in agents if a.registry == "pypi"]
@@ -296,39 +344,58 @@ def agents_script(agents: Sequence[AgentInstall], arch: str) -> str:
         f'mark() {{ echo "{VERSION_MARK}$1=$2"; }}',
     ]
     if npm:
-        node_pkg = f"node-linux-{NODE_ARCH.get(arch, arch)}@{NODE_RUNTIME_SPEC}"
+        assert lock.node is not None and lock.npm is not None, "a lock with npm agents locks node and npm"
+        node: NpmArtifact = lock.node.builds[debian_arch(arch)]
+        npm_pkg = lock.npm.artifact
+        lines += fetch_verified_lines()
         lines += [
-            "# Debian's node/npm are too old for some agents: Node's own build, repackaged on the npm registry",
-            "debian_node=no",
-            "major=$(node -p 'process.versions.node.split(\".\")[0]')",
-            f'if [ "$major" -lt {NODE_MIN_MAJOR} ]; then',
-            f"  npm install -g {shlex.quote(node_pkg)}",
-            "  hash -r",
-            "  debian_node=replaced",
-            "fi",
-            f'if [ "$(npm --version | cut -d. -f1)" -lt {NPM_MIN_MAJOR} ]; then',
-            f"  npm install -g npm@{NPM_SPEC}",
-            "  hash -r",
-            "fi",
+            'registry="${AGENT_SANDBOX_NPM_REGISTRY:-https://registry.npmjs.org/}"; registry="${registry%/}"',
+            'export npm_config_registry="$registry/"',
+            "dl=$(mktemp -d)",
+            "# Node's own build, repackaged on the npm registry (Debian's node is too old): the locked tarball only",
+            f'fetch_verified {node.package}@{node.version} "$registry/{node.tarball_path}" {node.sha512_hex} '
+            '"$dl/node.tgz"',
+            'npm install -g --offline "$dl/node.tgz"',
+            "hash -r",
+            f'test "$(node -p process.versions.node)" = {shlex.quote(node.version)}',
+            "debian_node=replaced",
+            "# npm from the registry too: Debian's npm 9 ignores `libc` and installs glibc and musl binaries",
+            f'fetch_verified npm@{npm_pkg.version} "$registry/{npm_pkg.tarball_path}" {npm_pkg.sha512_hex} '
+            '"$dl/npm.tgz"',
+            'npm install -g --offline "$dl/npm.tgz"',
+            "hash -r",
+            f'test "$(npm --version)" = {shlex.quote(npm_pkg.version)}',
+            'rm -rf "$dl"',
             'mark node "$(node -p process.versions.node)"',
             'mark npm "$(npm --version)"',
-            "npm install -g " + " ".join(shlex.quote(a.requirement) for a in npm),
-            "root=$(npm root -g)",
         ]
         for a in npm:
-            lines.append(
-                f'mark {a.name} "$(node -p "require(process.argv[1]).version" "$root/{a.package}/package.json")"'
-            )
+            home = f"{AGENT_DIR}/{a.name}"
+            lines += [
+                f"# {a.name}: npm ci of the lock's package-lock.json (an integrity per package, the whole tree)",
+                f"install -d {home}",
+                f"cp {LOCK_MOUNT}/{a.name}/package.json {LOCK_MOUNT}/{a.name}/package-lock.json {home}/",
+                f"(cd {home} && npm ci --omit=dev)",
+                f"ln -sf {home}/node_modules/.bin/{a.binary} /usr/local/bin/{a.binary}",
+                f'mark {a.name} "$(node -p "require(process.argv[1]).version" '
+                f'{home}/node_modules/{a.package}/package.json)"',
+            ]
         lines += purge_debian_node_lines()
     if pypi:
-        lines.append(f"python3 -m venv {AIDER_VENV}")
-        lines.append(f"{AIDER_VENV}/bin/pip install --quiet " + " ".join(shlex.quote(a.requirement) for a in pypi))
+        lines += [
+            'if [ -n "${AGENT_SANDBOX_PYPI_INDEX:-}" ]; then export PIP_INDEX_URL="$AGENT_SANDBOX_PYPI_INDEX"; fi',
+            f"python3 -m venv {AIDER_VENV}",
+        ]
         for a in pypi:
-            lines.append(f"ln -sf {AIDER_VENV}/bin/{a.binary} /usr/local/bin/{a.binary}")
-            lines.append(
+            lines += [
+                f"# {a.name}: every package of the venv from the lock, each wheel's sha256 checked",
+                f"{AIDER_VENV}/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: "
+                f"-r {LOCK_MOUNT}/{a.name}/requirements.txt",
+                f"ln -sf {AIDER_VENV}/bin/{a.binary} /usr/local/bin/{a.binary}",
                 f"mark {a.name} \"$({AIDER_VENV}/bin/python -c 'import sys, importlib.metadata as m; "
-                f"print(m.version(sys.argv[1]))' {shlex.quote(a.package)})\""
-            )
+                f"print(m.version(sys.argv[1]))' {shlex.quote(a.package)})\"",
+            ]
+        lines.append(f"{AIDER_VENV}/bin/pip check")
     lines.append("# every agent starts (as root here; HOME is a scratch dir so nothing is written to /root)")
     lines.append("export HOME=$(mktemp -d)")
     for a in agents:
@@ -454,13 +521,16 @@ def base_key(suite: str, arch: str, packages: Sequence[str], user: User, script:
     )
 
 
-def agents_key(parent: str, agents: Sequence[AgentInstall], script: str) -> str:
+def agents_key(parent: str, agents: Sequence[AgentInstall], script: str, files: Mapping[str, str]) -> str:
+    """Covers the lock's part this layer installs: the versions and hashes in the script, the files it installs
+    from (npm lockfiles, hashed requirements)."""
     return content_key(
         {
             "phase": "agents",
             "parent": parent,
             "agents": sorted([a.name, a.registry, a.package, a.spec] for a in agents),
             "script": script,
+            "lock": dict(sorted(files.items())),
         }
     )
 
@@ -493,18 +563,20 @@ def make_plan(
     revision: str,
     version: str,
     machine: str = "x86_64",
-    pins: Mapping[str, str] | None = None,
+    lock: Lock,
     cache_repo: str = DEFAULT_CACHE_REPO,
     tree: Mapping[str, TreeFile] | None = None,
 ) -> Plan:
-    """`tree`: the image's own files (images/<image>/rootfs), added in the last layer with the tiers' files."""
+    """`tree`: the image's own files (images/<image>/rootfs), added in the last layer with the tiers' files.
+    `lock`: the image's lock (lock.toml), which covers `agents` and this architecture's Debian packages."""
     user = User(user_name, image.uid, image.gid)
     arch = debian_arch(machine)
     packages = debian_packages(image, catalog)
-    installs, skipped_agents = agent_installs(agents, catalog, pins)
+    installs, skipped_agents = agent_installs(agents, catalog, lock)
     skipped = skipped_tools(image, catalog) + skipped_agents
-    b_script = base_script(user)
-    a_script = agents_script(installs, machine)
+    b_script = base_script(user, locked_debian(lock, arch))
+    a_script = agents_script(installs, machine, lock)
+    a_files = lock_files(installs, lock)
     files = {**policy_files(tier_files), **(tree or {})}
     labels = image_labels(
         image,
@@ -519,7 +591,7 @@ def make_plan(
     )
     config = image_config(user)
     k1 = base_key(image.debian_suite, arch, packages, user, b_script)
-    k2 = agents_key(k1, installs, a_script)
+    k2 = agents_key(k1, installs, a_script, a_files)
     k3 = policies_key(k2, files, labels, config)
     return Plan(
         image=image.local_reference,
@@ -537,16 +609,27 @@ def make_plan(
         config=config,
         keys={"base": k1, "agents": k2, "policies": k3},
         cache_repo=cache_repo,
+        lock_files=a_files,
+        versions=lock.versions([a.name for a in installs], arch),
+        lock=lock,
     )
 
 
-def service_base_script(image: Image) -> str:
+def locked_debian(lock: Lock | None, arch: str) -> dict[str, str]:
+    """The lock's Debian packages for `arch` (the base layer must hold exactly these); none without a lock."""
+    if lock is None or arch not in lock.debian:
+        return {}
+    return dict(lock.debian[arch].packages)
+
+
+def service_base_script(image: Image, debian_versions: Mapping[str, str] | None = None) -> str:
     """Runs as root inside a service image's fresh rootfs: its packages made their own users; nothing of the build
-    host stays."""
+    host stays. `debian_versions`: the lock's packages, which the rootfs must hold exactly."""
     dirs = "".join(f"install -d -m 0700 -o {image.uid} -g {image.gid} {d}\n" for d in image.state_dirs)
+    check = debian_check_lines(debian_versions) if debian_versions else ""
     return f"""\
 set -eu
-chmod 1777 /tmp /var/tmp
+{check}chmod 1777 /tmp /var/tmp
 {dirs}: > /etc/resolv.conf
 echo {image.name} > /etc/hostname
 rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/apt/* /tmp/* /var/tmp/*
@@ -573,12 +656,13 @@ def make_service_plan(
     tree: Mapping[str, TreeFile],
     machine: str = "x86_64",
     cache_repo: str = DEFAULT_CACHE_REPO,
+    lock: Lock | None = None,
 ) -> Plan:
     """A service image (the egress proxy): its packages (layer `base`), its files, labels and config (`files`)."""
     user = User(image.user, image.uid, image.gid)
     arch = debian_arch(machine)
     packages = debian_packages(image, catalog)
-    script = service_base_script(image)
+    script = service_base_script(image, locked_debian(lock, arch))
     labels = service_labels(image, backend="debian", revision=revision, version=version)
     labels[LABEL_BASE_NAME] = f"debian:{image.debian_suite}"
     config = service_config(image)
@@ -601,6 +685,7 @@ def make_service_plan(
         keys={"base": k1, "files": k2},
         cache_repo=cache_repo,
         phases=SERVICE_PHASES,
+        lock=lock,
     )
 
 
@@ -616,8 +701,12 @@ def render_plan(plan: Plan, *, engine: str, build_ca: str | None) -> str:
     ]
     if "agents" in plan.phases:
         out.append(f"2. agents    {plan.cache_ref('agents')}")
+        for name in ("node", "npm"):
+            if name in plan.versions:
+                out.append(f"   npm   {name} {plan.versions[name]} (sha512 from the lock)")
         for a in plan.agents:
-            out.append(f"   {a.registry:5} {a.requirement}")
+            how = "npm ci, integrity per package" if a.registry == "npm" else "pip --require-hashes"
+            out.append(f"   {a.registry:5} {a.requirement} ({how})")
         if not plan.agents:
             out.append("   (none)")
         out.append(f"   build-time CA bundle: {build_ca or 'none'} (mounted read-only for this step only)")

@@ -61,8 +61,10 @@ class LayerBuilder(abc.ABC):
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
         squash: bool = False,
+        network: str | None = None,
     ) -> str:
         """Run `script` as root (bash) on `parent`, commit the result as `ref` with labels_from(stdout).
+        `network`: the run's network mode (`host` reaches a registry mirror on the build host's loopback).
 
         The image config stays the parent's: nothing of the run (its environment, its command) is kept, and
         the script's environment is set inside the script, never with `-e`. Returns the script's stdout.
@@ -108,10 +110,11 @@ class PodmanLayers(LayerBuilder):
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
         squash: bool = False,
+        network: str | None = None,
     ) -> str:
         process.run(self.bcmd("from", "--pull-never", "--name", container, parent))
         try:
-            run = ["run", "--user", "0:0", "--workingdir", "/"]
+            run = ["run", "--user", "0:0", "--workingdir", "/", *(["--network", network] if network else [])]
             for mount in mounts:
                 run += ["--volume", mount]
             output = process.stream(self.bcmd(*run, container, "--", "/bin/bash", "-c", script), on_line=on_line)
@@ -175,12 +178,14 @@ class DockerLayers(LayerBuilder):
         labels_from: LabelsFrom = lambda _: {},
         on_line: LineSink = ignore_line,
         squash: bool = False,
+        network: str | None = None,
     ) -> str:
         # No --entrypoint: `docker commit` keeps a run's entrypoint even when told `ENTRYPOINT []`.
         info = self.engine.inspect(parent, kind="image").get("Config") or {}
         if info.get("Entrypoint"):
             raise CommandFailed(f"{parent} has an entrypoint; the agents step expects none")
         run = ["run", "--name", container, "--user", "0:0", "--workdir", "/"]
+        run += ["--network", network] if network else []
         for mount in mounts:
             run += ["--volume", mount]
         try:

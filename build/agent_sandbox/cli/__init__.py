@@ -13,9 +13,11 @@ from .audit import audit as audit_command
 from .build import build as build_command
 from .demo import demo as demo_command
 from .doctor import doctor as doctor_command
+from .lock import lock as lock_command
 from .pin import pin as pin_command
 from .policy import policy as policy_group
 from .run import rm as rm_command, run as run_command
+from .sbom import sbom as sbom_command
 from .verify import verify as verify_command
 
 
@@ -33,6 +35,8 @@ cli.add_command(run_command)
 cli.add_command(rm_command)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
+cli.add_command(lock_command)
+cli.add_command(sbom_command)
 cli.add_command(doctor_command)
 cli.add_command(audit_command)
 

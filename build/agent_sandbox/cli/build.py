@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import click
 
 from ..errors import InputError, Location
 
 BACKENDS = ("auto", "nix", "debian")
+TAG_REF = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
 
 
 def choose_backend(requested: str) -> str:
@@ -55,7 +59,12 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
               help="The tier to build the image for instead of the image's (its devcontainer.metadata label and "
                    "default); the Debian backend also takes a profile file.")
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
-def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool) -> None:
+@click.option("--tag", "tag", default=None, metavar="REF",
+              help="Debian backend: tag the image REF (e.g. localhost/my-test:1) instead of localhost/<name>:<tag>.")
+@click.option("--sbom", "sbom", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Debian backend: write the image's SPDX SBOM (Syft) to FILE, checked against the image's lock.")
+def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None,
+          sbom: Path | None) -> None:
     """Build IMAGE: a name under images/ or the path of an image directory or image.toml
     (default: agent-sandbox-devcontainer)."""
     from ..backends import BuildOutcome
@@ -63,7 +72,12 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
     agent_list = _agents(agents)
     check_request(image, agent_list, tier)
     result: BuildOutcome
+    if tag is not None and not TAG_REF.fullmatch(tag):
+        raise InputError(f"{tag!r}: not an image reference (e.g. localhost/name:tag)", Location("--tag"))
     backend = choose_backend(backend)
+    if backend == "nix" and (tag is not None or sbom is not None):
+        raise InputError("only the Debian backend takes --tag and --sbom (Nix names the image after image.toml; "
+                         "publish-images.yml attests its SBOM)", Location("--tag" if tag is not None else "--sbom"))
     if backend == "nix":
         from ..backends.nix import build_nix
 
@@ -73,5 +87,6 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         from .progress import BuildProgress
 
         with BuildProgress() as show:  # stopped before the CLI reports an error
-            result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show)
+            result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show, tag=tag,
+                                  sbom=sbom)
     click.echo(result.summary())
