@@ -30,6 +30,7 @@ from .images import Provider
 from .model import Profile
 from .sandbox import (
     SANDBOX_LABEL,
+    BindMount,
     Plan,
     Request,
     check_name,
@@ -256,6 +257,8 @@ def start_sandbox(
     extra_env: Sequence[tuple[str, str]] = (),
     gateway: Sequence[Provider] = (),
     keys: Mapping[str, str] | None = None,
+    mounts: Sequence[BindMount] = (),
+    own_network: bool = False,
     network_adjust: Callable[[list[str]], list[str]] | None = None,
     proxy_conf_adjust: Callable[[str], str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
@@ -266,7 +269,9 @@ def start_sandbox(
     `host_env` resolves `${localEnv:...}` in the tier's mounts (default: this process's environment). No API key
     reaches the container's configuration: with `gateway`, the proxy holds the providers' `keys` (delivered
     through a pipe into its tmpfs); otherwise pass keys to the processes you exec (Sandbox.exec_argv). With
-    `command`, the agent container runs it instead of the keep-alive (and may have exited on return).
+    `command`, the agent container runs it instead of the keep-alive (and may have exited on return). `mounts` are
+    bind mounts besides the tier's (spawn: the repository's git directory); `own_network` gives an open tier
+    a network of its own too.
     A tier mount whose host source is missing is left out, told to `on_warning` (default: stderr) and kept in
     `Sandbox.warnings`. Everything is removed again if anything fails on the way.
     """
@@ -279,7 +284,8 @@ def start_sandbox(
         state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
         proxy_image=proxy_image or f"localhost/{egress.PROXY_IMAGE_NAME}:latest",
         outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
-        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, adjust=adjust, network_adjust=network_adjust,
+        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, mounts=tuple(mounts), own_network=own_network,
+        adjust=adjust, network_adjust=network_adjust,
         proxy_conf_adjust=proxy_conf_adjust,
     )
     check_start(eng, request)
@@ -292,10 +298,11 @@ def start_sandbox(
         make_state_dir(request.state_dir)
         if plan.seccomp_text is not None:
             atomic_write(plan.seccomp_file, plan.seccomp_text, mode=0o600)
-        if plan.network is not None and plan.proxy is not None:
-            ensure_outbound_network(eng, request.outbound_network)
+        if plan.network is not None:
             eng.run(plan.network_create())
             box.undo.append(["network", "rm", plan.network])
+        if plan.network is not None and plan.proxy is not None:
+            ensure_outbound_network(eng, request.outbound_network)
             prepare_proxy_files(plan, eng.network_subnets(plan.network)[0])
             box.undo.append(eng.remove_container_argv(plan.proxy))
             eng.run(plan.proxy_run())
@@ -334,6 +341,16 @@ def wait_for_proxy(box: Sandbox, timeout: float) -> None:
             if listening else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
         )
         raise EnvironmentProblem(f"the egress proxy of {box.name} is not reachable: {why} {err.strip()[-200:]}")
+
+
+def release(box: Sandbox, keys: Mapping[str, str], *, ready_timeout: float = READY_TIMEOUT) -> None:
+    """Open the gate of an agent started behind one (spawn.gated): once it reaches its proxy (proxied tiers), the
+    keys that go inside and the go, through a pipe into its /tmp (never its configuration or a command line)."""
+    from .spawn import gate_release, gate_text
+
+    if box.plan.proxy is not None:
+        wait_for_proxy(box, ready_timeout)
+    box.engine.run(gate_release(box.name), stdin=gate_text(keys))
 
 
 def run_once(

@@ -16,6 +16,8 @@ from .doctor import doctor as doctor_command
 from .pin import pin as pin_command
 from .policy import policy as policy_group
 from .run import rm as rm_command, run as run_command
+from .spawn import attach as attach_command, list_agents, logs as logs_command
+from .spawn import spawn as spawn_command, stop as stop_command
 from .verify import verify as verify_command
 
 
@@ -30,6 +32,11 @@ cli.add_command(build_command)
 cli.add_command(verify_command)
 cli.add_command(run_command)
 cli.add_command(rm_command)
+cli.add_command(spawn_command)
+cli.add_command(list_agents)
+cli.add_command(logs_command)
+cli.add_command(attach_command)
+cli.add_command(stop_command)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
 cli.add_command(doctor_command)
