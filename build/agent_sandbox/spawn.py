@@ -176,6 +176,7 @@ class Record:
     stopped: str = ""
     removed: str = ""
     enforcer: str = "container"
+    project: str = ""  # the Compose project it is a member of (`agent-sandbox compose`), if any
     kind: str = KIND
 
     def to_json(self) -> str:

@@ -11,6 +11,7 @@ from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .audit import audit as audit_command
 from .build import build as build_command
+from .compose import compose as compose_group
 from .demo import demo as demo_command
 from .doctor import doctor as doctor_command
 from .pin import pin as pin_command
@@ -37,6 +38,7 @@ cli.add_command(list_agents)
 cli.add_command(logs_command)
 cli.add_command(attach_command)
 cli.add_command(stop_command)
+cli.add_command(compose_group)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
 cli.add_command(doctor_command)

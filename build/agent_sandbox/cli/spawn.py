@@ -136,6 +136,33 @@ def choose_base(repo: git.Repo, base: str | None) -> tuple[str, str]:
     return git.resolve(repo, "HEAD")
 
 
+def owned_repo(directory: Path) -> git.Repo:
+    """The repository `directory` is in, owned by the sandbox's user (else git inside could not write to it)."""
+    repo = git.find_repo(directory.absolute())
+    if repo.uid != SANDBOX_UID:
+        raise InputError(f"{repo.toplevel} belongs to uid {repo.uid}, but the sandbox's user is uid {SANDBOX_UID} (the "
+                         "image's): git inside could not write to it; spawn from a repository that user owns")
+    return repo
+
+
+def create_worktree(repo: git.Repo, path: Path, branch: str, commit: str) -> git.Worktree:
+    """The agent's worktree on its new branch, ready to mount; nothing left of either if that fails."""
+    try:
+        tree = git.add_worktree(repo, path, branch, commit)
+        protect_worktree_config(repo, tree)
+    except BaseException:
+        drop_worktree(repo, git.Worktree(path, repo.git_dir / "worktrees" / path.name), branch)
+        raise
+    return tree
+
+
+def drop_worktree(repo: git.Repo, tree: git.Worktree, branch: str) -> None:
+    git.remove_worktree(repo, tree)
+    git.delete_branch(repo, branch)
+    if tree.path.parent == default_worktrees(repo.toplevel):
+        remove_if_empty(tree.path.parent)
+
+
 def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, str]) -> Record:
     """Create the worktree and branch and start the agent's sandbox; nothing stays behind if any step fails."""
     agent_id, agent = request.agent_id, request.agent
@@ -143,10 +170,7 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
     args = batch_command(agent, request.task, request.extra)
     if options.tier is not None:
         profiles.load_profile(options.tier)  # an unknown tier is bad input, before the engine is asked anything
-    repo = git.find_repo((request.repo or Path.cwd()).absolute())
-    if repo.uid != SANDBOX_UID:
-        raise InputError(f"{repo.toplevel} belongs to uid {repo.uid}, but the sandbox's user is uid {SANDBOX_UID} (the "
-                         "image's): git inside could not write to it; spawn from a repository that user owns")
+    repo = owned_repo(request.repo or Path.cwd())
     branch = branch_for(agent_id)
     git.check_branch_name(repo, branch)
     path = (request.worktrees.absolute() if request.worktrees else default_worktrees(repo.toplevel)) / agent_id
@@ -156,14 +180,8 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
     prepared = prepare(agent, args or (), options, eng, profile, env)
     command = gated(prepared.launch.command) if args is not None else None
     with sigterm_unwinds():
+        tree = create_worktree(repo, path, branch, base_commit)
         try:
-            tree = git.add_worktree(repo, path, branch, base_commit)
-        except BaseException:
-            git.remove_worktree(repo, git.Worktree(path, repo.git_dir / "worktrees" / agent_id))
-            git.delete_branch(repo, branch)
-            raise
-        try:
-            protect_worktree_config(repo, tree)
             mounts = git_mounts(repo.git_dir, tree.path, tree.admin_dir, branch,
                                 writable=profile.workspace_mode == "rw", exists=Path.exists)
             box = prepared.start(tree.path, agent_id, env, command=command, extra_env=git_env(agent_id),
@@ -182,8 +200,7 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
                 box.remove()
                 raise
         except BaseException:
-            git.remove_worktree(repo, tree)
-            git.delete_branch(repo, branch)
+            drop_worktree(repo, tree, branch)
             raise
     return record
 
@@ -373,30 +390,33 @@ def stop(agent_id: str) -> None:
 
 
 # ---------------------------------------------------------------- rm (called by cli/run.py's rm)
-def remove_spawned(record: Record, *, force: bool) -> str:
+def unsaved_work(record: Record) -> str:
+    """What removing the agent would drop ("" for nothing): commits no other branch has, uncommitted changes."""
+    repo = repo_of(record)
+    if repo is None:
+        return ""
+    tree = git.Worktree(Path(record.worktree), Path(record.admin_dir))
+    dropped = git.only_on(repo, record.branch) if git.branch_exists(repo, record.branch) else 0
+    what = [f"{dropped} commit{'s' if dropped != 1 else ''} on {record.branch} that no other branch has"
+            ] if dropped else []
+    what += [f"uncommitted changes in {record.worktree}"] if git.worktree_dirty(repo, tree) else []
+    return " and ".join(what)
+
+
+def remove_spawned(record: Record, *, force: bool, eng: Engine | None = None) -> str:
     """Containers, network, worktree and branch of a spawned agent; refused (before anything is removed) when
     that would drop commits no other branch has, or changes not committed, unless `force`."""
+    work = "" if force else unsaved_work(record)
+    if work:
+        raise InputError(f"{record.id} has {work}: merge them (git merge {record.branch}) or drop them with "
+                         f"`agent-sandbox rm --force {record.id}`")
+    eng = eng or detect_engine(record.engine)
     repo = repo_of(record)
-    tree = git.Worktree(Path(record.worktree), Path(record.admin_dir))
-    if repo is not None and not force:
-        dropped = git.only_on(repo, record.branch) if git.branch_exists(repo, record.branch) else 0
-        changed = git.worktree_dirty(repo, tree)
-        if dropped or changed:
-            what = [f"{dropped} commit{'s' if dropped != 1 else ''} on {record.branch} that no other branch has"
-                    ] if dropped else []
-            what += [f"uncommitted changes in {record.worktree}"] if changed else []
-            raise InputError(f"{record.id} has {' and '.join(what)}: merge them (git merge {record.branch}) or drop "
-                             f"them with `agent-sandbox rm --force {record.id}`")
-    eng = detect_engine(record.engine)
     with sigterm_unwinds():
         found = runtime.remove_leftovers(eng, record.id)
         if repo is not None:
-            git.remove_worktree(repo, tree)
-            git.delete_branch(repo, record.branch)
-            if tree.path.parent == default_worktrees(repo.toplevel):
-                remove_if_empty(tree.path.parent)
+            drop_worktree(repo, git.Worktree(Path(record.worktree), Path(record.admin_dir)), record.branch)
         save_record(attrs.evolve(record, removed=now()))
     parts = [f"{kind} {', '.join(items)}" for kind, items in found.items() if items]
     parts += [f"worktree {record.worktree}", f"branch {record.branch}"]
     return f"removed {record.id}: " + "; ".join(parts)
-
