@@ -81,6 +81,7 @@ class Description:
     repo: Path
     image: str
     members: tuple[Member, ...]  # the agents, then the coordinator (if any)
+    repo_where: Location = attrs.field(eq=False, default=Location("<description>"))
 
     @property
     def coordinator(self) -> Member | None:
@@ -122,13 +123,14 @@ def load_description(path: Path) -> Description:
             check_name(member.sandbox(project))
         except InputError as exc:
             raise InputError(exc.message, member.where) from None
-    return Description(path, project, repo, image, tuple(members))
+    return Description(path, project, repo, image, tuple(members), Location(path, key_line(doc, "repo"), "repo"))
 
 
-def _text(node: Mapping[str, Any], key: str, path: Path, *, default: str) -> str:
+def _text(node: Mapping[str, Any], key: str, path: Path, *, default: str, within: str = "") -> str:
     value = node.get(key, default)
     if not isinstance(value, str) or (key in node and not value.strip()):
-        raise InputError("must be a non-empty string", Location(path, key_line(node, key), key))
+        raise InputError("must be a non-empty string", Location(path, key_line(node, key),
+                                                                f"{within}.{key}" if within else key))
     return value
 
 
@@ -141,8 +143,8 @@ def _member(path: Path, parent: Mapping[str, Any], name: str, tier: str, base: s
         if key not in MEMBER_KEYS:
             raise InputError(f"unknown key (known: {', '.join(sorted(MEMBER_KEYS))})",
                              Location(path, key_line(node, key), f"{name}.{key}"))
-    agent = _text(node, "agent", path, default="claude")
-    task = _text(node, "task", path, default="") or None
+    agent = _text(node, "agent", path, default="claude", within=name)
+    task = _text(node, "task", path, default="", within=name) or None
     if agent not in BATCH:
         raise InputError(f"unknown agent {agent!r}; known: {', '.join(BATCH)}", Location(path, key_line(node, "agent"),
                                                                                         f"{name}.agent"))
@@ -150,8 +152,8 @@ def _member(path: Path, parent: Mapping[str, Any], name: str, tier: str, base: s
         batch_command(agent, task)
     except InputError as exc:
         raise InputError(exc.message, where) from None
-    return Member(name, agent, task, _text(node, "tier", path, default=tier), _text(node, "from", path,
-                                                                                    default=base or "") or None, where)
+    return Member(name, agent, task, _text(node, "tier", path, default=tier, within=name),
+                  _text(node, "from", path, default=base or "", within=name) or None, where)
 
 
 # ---------------------------------------------------------------- subnets

@@ -69,7 +69,16 @@ def members_made(description: plan_compose.Description, env: Mapping[str, str]) 
 def write(description: plan_compose.Description, machine: Machine, env: Mapping[str, str]) -> tuple[Path, Engine]:
     """Make every member's worktree (or keep the one made before), state directory and record; write the file."""
     project = description.project
-    repo = owned_repo(description.repo)
+    chosen: dict[plan_compose.Member, Any] = {}
+    for member in description.members:
+        try:
+            chosen[member] = profiles.load_profile(member.tier)
+        except InputError as exc:
+            raise InputError(f"tier {member.tier!r}: {exc.message}", member.where) from None
+    try:
+        repo = owned_repo(description.repo)
+    except InputError as exc:
+        raise InputError(exc.message, description.repo_where) from None
     eng = detect_engine(machine.engine)
     try:
         labels = eng.image_labels(description.image)
@@ -77,11 +86,9 @@ def write(description: plan_compose.Description, machine: Machine, env: Mapping[
         raise InputError(f"image {description.image} is not in {eng.name}'s storage", Location(description.path)
                          ) from None
     held = image_agents(eng, description.image, labels)
-    chosen: dict[plan_compose.Member, Any] = {}
     for member in description.members:
         try:
             check_agent(member.agent, held, description.image)
-            chosen[member] = profiles.load_profile(member.tier)
         except InputError as exc:
             raise InputError(exc.message, member.where) from None
     if machine.ca_bundle is not None and not machine.ca_bundle.is_file():
