@@ -105,7 +105,7 @@ class Request:
     uid: int = 1000
     gid: int = 1000
     host_env: Mapping[str, str] = attrs.field(factory=dict)
-    proxy_image: str = f"localhost/{egress.PROXY_IMAGE_NAME}:latest"
+    proxy_image: str = egress.PROXY_IMAGE
     outbound_network: str = egress.OUTBOUND_NETWORK
     ca_bundle: Path | None = None
     proxy_hosts: tuple[tuple[str, str], ...] = ()

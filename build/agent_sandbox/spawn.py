@@ -144,9 +144,17 @@ def gate_text(keys: Mapping[str, str]) -> str:
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in sorted(keys.items()))
 
 
-def gate_release(container: str) -> list[str]:
-    """The exec (its standard input: gate_text) that opens the gate, owner-only."""
-    return ["exec", "--interactive", container, "sh", "-c", f"umask 077 && cat > {GATE}.part && mv {GATE}.part {GATE}"]
+PROBE_FAILED = 97  # gate_release's exit status when the agent did not reach its proxy
+
+
+def gate_release(container: str, probe: str | None = None, timeout: float = 30) -> list[str]:
+    """The exec (its standard input: gate_text) that opens the gate, owner-only — after `probe` (bash: the agent
+    reaches its proxy) succeeded within `timeout`, if given: one exec for both. The probe never reads the keys."""
+    script = f"umask 077 && cat > {GATE}.part && mv {GATE}.part {GATE}"
+    if probe is None:
+        return ["exec", "--interactive", container, "sh", "-c", script]
+    script = f"timeout {timeout:g} bash -c {shlex.quote(probe)} </dev/null || exit {PROBE_FAILED}; {script}"
+    return ["exec", "--interactive", container, "bash", "-c", script]
 
 
 def now() -> str:

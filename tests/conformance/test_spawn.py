@@ -500,6 +500,8 @@ BAD_INPUT = [
     pytest.param(_nothing, ["--agent", "nobody", "--task", "x"], 2, "unknown agent", id="unknown-agent"),
     pytest.param(_not_owned, ["--agent", "shell"], 2, "belongs to uid 0", id="repository-not-the-sandbox-users"),
     pytest.param(_engine_down, ["--agent", "shell", "--engine", "docker"], 3, "does not answer", id="engine-down"),
+    pytest.param(_nothing, ["--agent", "shell", "--image", "localhost/as-no-such-image:latest"], 3,
+                 "localhost/as-no-such-image:latest is not in", id="no-such-image"),
     pytest.param(_nothing, ["--agent", "shell", "--ca-bundle", "/nonexistent/ca.pem"], 2, "no such CA bundle",
                  id="late-refusal-after-the-worktree"),
     pytest.param(_internal_outbound, ["--agent", "shell", "--outbound-network", "{id}-outbound"], 3, "is internal",
@@ -528,6 +530,25 @@ def test_bad_input_is_one_line_and_leaves_nothing_half_made(session, spawner, se
     finally:
         if setup is _internal_outbound:
             session.engine.remove_network(f"{agent_id}-outbound")
+
+
+def test_a_missing_proxy_image_is_refused_before_anything_is_made(session, spawner, monkeypatch):
+    """spawn asks the engine about the proxy image itself (start_sandbox, told engine_checked, does not): with
+    the proxy image missing, a proxied tier is refused with the way to build it, and nothing is made."""
+    from agent_sandbox import egress
+    from agent_sandbox.errors import EnvironmentProblem
+
+    agent_id = spawner.new_id("as-spawn-noproxy")
+    before = hostgit(spawner.project.repo, "for-each-ref")
+    monkeypatch.setattr(egress, "PROXY_IMAGE", "localhost/as-no-such-proxy:latest")
+    monkeypatch.setenv("SUDO_UID", str(OWNER))
+    options = RunOptions(engine=session.engine.name, image=session.image, name=agent_id, tier="strict")
+    request = spawn_cli.SpawnRequest(agent_id, "shell", None, repo=spawner.project.repo)
+    with pytest.raises(EnvironmentProblem, match=r"proxy image localhost/as-no-such-proxy:latest is not in .*build"):
+        spawn_cli.spawn_agent(request, options, spawner.env())
+    assert hostgit(spawner.project.repo, "for-each-ref") == before
+    assert not (spawner.project.worktrees / agent_id).exists()
+    assert not any(runtime.leftovers(session.engine, agent_id).values())
 
 
 # ---------------------------------------------------------------- a real agent's batch command line

@@ -130,10 +130,47 @@ def test_the_gated_command_waits_then_becomes_the_agent(tmp_path):
     assert proc.returncode == 0 and out == "key=v a l\n" and not gate.exists()
 
 
-def test_the_gate_release_writes_owner_only_without_the_keys_on_its_command_line():
-    argv = spawn.gate_release("fix")
-    assert argv[:4] == ["exec", "--interactive", "fix", "sh"] and "umask 077" in argv[-1]
-    assert shlex.split(argv[-1])[-1] == spawn.GATE
+def release_here(tmp_path: Path, probe: str | None, timeout: float = 10) -> tuple[int, Path]:
+    """gate_release's exec, run here (its shell and script) with the gate moved into tmp_path and the keys on
+    its standard input: its status, and where the gate is."""
+    gate = tmp_path / "go"
+    argv = spawn.gate_release("fix", probe, timeout)
+    shell, script = argv[3:5], argv[-1].replace(spawn.GATE, str(gate))
+    done = subprocess.run([*shell, script], input=spawn.gate_text({"K": "secret"}), text=True, capture_output=True,
+                          timeout=30)
+    return done.returncode, gate
+
+
+@pytest.mark.parametrize("probe", [
+    pytest.param(None, id="no-probe:an-open-or-offline-tier"),
+    pytest.param("true", id="the-agent-reaches-its-proxy"),
+    pytest.param("n=0; until [ $n -ge 3 ]; do n=$((n + 1)); sleep 0.05; done", id="reaches-it-after-a-while"),
+    pytest.param("cat > /dev/null", id="a-probe-that-reads-its-input-never-gets-the-keys"),
+])
+def test_the_gate_release_opens_the_gate_owner_only_with_the_keys(tmp_path, probe):
+    code, gate = release_here(tmp_path, probe)
+    assert code == 0 and gate.read_text() == spawn.gate_text({"K": "secret"})
+    assert gate.stat().st_mode & 0o777 == 0o600 and not gate.with_name("go.part").exists()
+
+
+@pytest.mark.parametrize("probe, timeout", [
+    pytest.param("false", 10, id="the-probe-fails"),
+    pytest.param("sleep 30", 0.5, id="the-probe-outlasts-its-timeout"),
+])
+def test_a_failed_probe_leaves_the_gate_shut(tmp_path, probe, timeout):
+    code, gate = release_here(tmp_path, f"{probe}; false", timeout)
+    assert code == spawn.PROBE_FAILED and not gate.exists() and not gate.with_name("go.part").exists()
+
+
+@pytest.mark.parametrize("probe, shell", [
+    pytest.param(None, "sh", id="no-probe"),
+    pytest.param("true", "bash", id="probe:bash-for-dev-tcp"),
+])
+def test_the_gate_release_is_one_exec_without_the_keys_on_its_command_line(probe, shell):
+    argv = spawn.gate_release("fix", probe)
+    assert argv[:5] == ["exec", "--interactive", "fix", shell, "-c"] and len(argv) == 6
+    assert "umask 077" in argv[-1] and shlex.split(argv[-1])[-1] == spawn.GATE
+    assert "secret" not in " ".join(argv)
 
 
 def test_an_agents_commits_say_which_agent_made_them():

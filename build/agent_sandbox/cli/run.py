@@ -253,7 +253,7 @@ class Prepared:
 
     def start(self, workspace: Path, name: str, env: Mapping[str, str], *, command: Sequence[str] | None = None,
               extra_env: Sequence[tuple[str, str]] = (), mounts: Sequence[BindMount] = (),
-              own_network: bool = False) -> runtime.Sandbox:
+              own_network: bool = False, engine_checked: bool = False) -> runtime.Sandbox:
         """runtime.start_sandbox with everything the options and the key plan say (the agent's own settings, the
         user's -e, the gateway's keys); `command` instead of the keep-alive."""
         options, keys = self.options, self.keys
@@ -262,7 +262,7 @@ class Prepared:
             ca_bundle=options.ca_bundle, extra_env=(*self.launch.env, *options.agent_env, *extra_env),
             outbound_network=options.outbound_network, proxy_hosts=options.proxy_hosts, gateway=keys.gateway,
             keys={p.key: env[p.key] for p in keys.gateway}, command=command, mounts=mounts,
-            own_network=own_network)
+            own_network=own_network, engine_checked=engine_checked)
 
 
 def resolve_agent(agent: str, options: RunOptions) -> tuple[Engine, Profile]:

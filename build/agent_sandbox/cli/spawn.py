@@ -23,6 +23,7 @@ from .. import egress, git, profiles, runtime
 from ..engine import ENGINES, Engine, detect_engine, engine_named
 from ..errors import EnvironmentProblem, InputError, SandboxError
 from ..fsutil import atomic_write
+from ..model import NetworkMode
 from ..sandbox import check_name, sandbox_state_dir, state_root
 from ..signals import sigterm_unwinds
 from ..spawn import (
@@ -175,7 +176,11 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
     git.check_branch_name(repo, branch)
     path = (request.worktrees.absolute() if request.worktrees else default_worktrees(repo.toplevel)) / agent_id
     eng, profile = resolve_agent(agent, options)
+    # What start_sandbox would ask the engine, asked here once, before the worktree exists (it is told
+    # engine_checked): the agent image (resolve_agent), the names (check_free), the proxy image.
     check_free(agent_id, eng, repo, branch, path, env)
+    if profile.network.mode is NetworkMode.PROXIED:
+        runtime.check_proxy_image(eng, egress.PROXY_IMAGE)
     base, base_commit = choose_base(repo, request.base)
     prepared = prepare(agent, args or (), options, eng, profile, env)
     command = gated(prepared.launch.command) if args is not None else None
@@ -185,7 +190,7 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
             mounts = git_mounts(repo.git_dir, tree.path, tree.admin_dir, branch,
                                 writable=profile.workspace_mode == "rw", exists=Path.exists)
             box = prepared.start(tree.path, agent_id, env, command=command, extra_env=git_env(agent_id),
-                                 mounts=mounts, own_network=True)
+                                 mounts=mounts, own_network=True, engine_checked=True)
             try:
                 if command is not None:
                     runtime.release(box, {k: env[k] for k in prepared.keys.inside})
