@@ -21,6 +21,7 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 # The proxy image (images/agent-sandbox-proxy/image.toml), built by the Debian backend.
 PROXY_IMAGE_NAME = "agent-sandbox-proxy"
+PROXY_IMAGE = f"localhost/{PROXY_IMAGE_NAME}:latest"
 
 # The proxy container runs as the image's `proxy` user (13) with no capability at all, nothing writable but its
 # tmpfs and the log directory, and small limits (it only relays). The runtime and the Compose devcontainer use these.

@@ -130,6 +130,15 @@ class Engine:
         result = self.run(["inspect", "--format", "{{.State.Running}}", name], check=False)
         return result.ok and result.out.strip() == "true"
 
+    def compose_command(self) -> list[str]:
+        """The Compose tool for this engine: podman-compose for podman; for docker the `docker compose` plugin where
+        it answers, else docker-compose v1 (the one Debian ships)."""
+        if self.name == "podman":
+            return [process.require("podman-compose", "pip install podman-compose; it is in the [test] extra")]
+        if self.run(["compose", "version"], check=False).ok:
+            return [self.exe, "compose"]
+        return [process.require("docker-compose", "apt-get install docker-compose, or the docker compose plugin")]
+
     # ------------------------------------------------------------ removal (never fails: used when cleaning up)
     def remove_container_argv(self, name: str) -> list[str]:
         """Force-remove a container now, with its anonymous volumes (a tier's `scratch` directories: without

@@ -30,6 +30,7 @@ from .images import Provider
 from .model import Profile
 from .sandbox import (
     SANDBOX_LABEL,
+    BindMount,
     Plan,
     Request,
     check_name,
@@ -213,27 +214,37 @@ def address_on(engine: Engine, container: str, network: str, role: str = "contai
     return str(address)
 
 
-def check_start(engine: Engine, request: Request) -> None:
-    """What the user can get wrong, before anything is created (exit 2 for input, 3 for the environment)."""
+def check_start(engine: Engine, request: Request, *, engine_checked: bool = False) -> None:
+    """What the user can get wrong, before anything is created (exit 2 for input, 3 for the environment).
+    `engine_checked`: the caller has asked the engine already (the image, the proxy image, the names of the
+    containers and network: spawn does, before it makes a worktree)."""
     check_name(request.name)
     if not request.workspace.is_dir():
         raise InputError(f"{request.workspace}: the workspace must be an existing directory")
+    if request.ca_bundle is not None and not request.ca_bundle.is_file():
+        raise InputError(f"{request.ca_bundle}: no such CA bundle file")
+    if engine_checked:
+        return
     plan = Plan(request)
     images = [request.image] + ([request.proxy_image] if request.proxied else [])
     if not engine.run(["image", "inspect", "--format", "{{.Id}}", *images], check=False).ok:  # one call when all exist
         if not engine.image_exists(request.image):
             raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it "
                                      "first (`agent-sandbox build`)")
-        raise EnvironmentProblem(f"the egress proxy image {request.proxy_image} is not in {engine.name}'s storage: "
-                                 f"build it (`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")
+        check_proxy_image(engine, request.proxy_image)
     taken = engine.existing(containers=[c for c in (plan.container, plan.proxy) if c],
                             networks=[plan.network] if plan.network else [])
     if taken:
         name = sorted(taken)[0]
         raise InputError(f"{name} exists already (a container or network of that name): choose another --name, or "
                          f"remove it (agent-sandbox rm {request.name})")
-    if request.ca_bundle is not None and not request.ca_bundle.is_file():
-        raise InputError(f"{request.ca_bundle}: no such CA bundle file")
+
+
+def check_proxy_image(engine: Engine, ref: str = egress.PROXY_IMAGE) -> None:
+    """The egress proxy image is in the engine's storage (EnvironmentProblem, saying how to build it, if not)."""
+    if not engine.image_exists(ref):
+        raise EnvironmentProblem(f"the egress proxy image {ref} is not in {engine.name}'s storage: build it "
+                                 f"(`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")
 
 
 def start_sandbox(
@@ -256,17 +267,22 @@ def start_sandbox(
     extra_env: Sequence[tuple[str, str]] = (),
     gateway: Sequence[Provider] = (),
     keys: Mapping[str, str] | None = None,
+    mounts: Sequence[BindMount] = (),
+    own_network: bool = False,
     network_adjust: Callable[[list[str]], list[str]] | None = None,
     proxy_conf_adjust: Callable[[str], str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     on_warning: Callable[[str], None] = warn_stderr,
+    engine_checked: bool = False,
 ) -> Sandbox:
     """Start `image` under `profile` with the tier's run flags and `workspace` as /workspace.
 
     `host_env` resolves `${localEnv:...}` in the tier's mounts (default: this process's environment). No API key
     reaches the container's configuration: with `gateway`, the proxy holds the providers' `keys` (delivered
     through a pipe into its tmpfs); otherwise pass keys to the processes you exec (Sandbox.exec_argv). With
-    `command`, the agent container runs it instead of the keep-alive (and may have exited on return).
+    `command`, the agent container runs it instead of the keep-alive (and may have exited on return). `mounts` are
+    bind mounts besides the tier's (spawn: the repository's git directory); `own_network` gives an open tier
+    a network of its own too.
     A tier mount whose host source is missing is left out, told to `on_warning` (default: stderr) and kept in
     `Sandbox.warnings`. Everything is removed again if anything fails on the way.
     """
@@ -277,12 +293,13 @@ def start_sandbox(
     request = Request(
         image, profile, Path(workspace).absolute(), name, eng.name,
         state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
-        proxy_image=proxy_image or f"localhost/{egress.PROXY_IMAGE_NAME}:latest",
+        proxy_image=proxy_image or egress.PROXY_IMAGE,
         outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
-        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, adjust=adjust, network_adjust=network_adjust,
+        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, mounts=tuple(mounts), own_network=own_network,
+        adjust=adjust, network_adjust=network_adjust,
         proxy_conf_adjust=proxy_conf_adjust,
     )
-    check_start(eng, request)
+    check_start(eng, request, engine_checked=engine_checked)
     keys_file(request.gateway, keys or {})  # every key present and passable, before anything is created
     plan = Plan(request)
     box = Sandbox(eng, plan, warnings=warnings)
@@ -292,10 +309,11 @@ def start_sandbox(
         make_state_dir(request.state_dir)
         if plan.seccomp_text is not None:
             atomic_write(plan.seccomp_file, plan.seccomp_text, mode=0o600)
-        if plan.network is not None and plan.proxy is not None:
-            ensure_outbound_network(eng, request.outbound_network)
+        if plan.network is not None:
             eng.run(plan.network_create())
             box.undo.append(["network", "rm", plan.network])
+        if plan.network is not None and plan.proxy is not None:
+            ensure_outbound_network(eng, request.outbound_network)
             prepare_proxy_files(plan, eng.network_subnets(plan.network)[0])
             box.undo.append(eng.remove_container_argv(plan.proxy))
             eng.run(plan.proxy_run())
@@ -327,13 +345,35 @@ def wait_for_proxy(box: Sandbox, timeout: float) -> None:
     assert proxy is not None
     code, _, err = box.exec("timeout", f"{timeout:g}", "bash", "-c", PROXY_PROBE, timeout=timeout + 15)
     if code != 0:
-        listening = "Accepting SSL bumped HTTP Socket connections" in box.logs(proxy)
-        why = (
-            "Squid listens but the agent cannot reach it: traffic inside the sandbox network is dropped (on a host "
-            "where dockerd set the FORWARD policy to DROP, run scripts/setup-host.sh; see docs/egress.md)"
-            if listening else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
-        )
-        raise EnvironmentProblem(f"the egress proxy of {box.name} is not reachable: {why} {err.strip()[-200:]}")
+        proxy_unreachable(box, err)
+
+
+def proxy_unreachable(box: Sandbox, err: str) -> None:
+    """The readiness probe failed: say why (Squid down, or traffic inside the sandbox network dropped)."""
+    proxy = box.plan.proxy
+    assert proxy is not None
+    listening = "Accepting SSL bumped HTTP Socket connections" in box.logs(proxy)
+    why = (
+        "Squid listens but the agent cannot reach it: traffic inside the sandbox network is dropped (on a host "
+        "where dockerd set the FORWARD policy to DROP, run scripts/setup-host.sh; see docs/egress.md)"
+        if listening else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
+    )
+    raise EnvironmentProblem(f"the egress proxy of {box.name} is not reachable: {why} {err.strip()[-200:]}")
+
+
+def release(box: Sandbox, keys: Mapping[str, str], *, ready_timeout: float = READY_TIMEOUT) -> None:
+    """Open the gate of an agent started behind one (spawn.gated): once it reaches its proxy (proxied tiers), the
+    keys that go inside and the go, through a pipe into its /tmp (never its configuration or a command line).
+    One exec does both: the probe, then the gate."""
+    from .spawn import PROBE_FAILED, gate_release, gate_text
+
+    probe = PROXY_PROBE if box.plan.proxy is not None else None
+    argv = gate_release(box.name, probe, ready_timeout)
+    result = box.engine.run(argv, stdin=gate_text(keys), check=False, timeout=ready_timeout + 15)
+    if result.code == PROBE_FAILED:
+        proxy_unreachable(box, result.err)
+    if not result.ok:
+        raise CommandFailed(f"cannot release {box.name}: {(result.err or result.out).strip()[-300:]}")
 
 
 def run_once(

@@ -71,6 +71,23 @@ def check_name(name: str) -> str:
 
 
 @attrs.frozen
+class BindMount:
+    """A host path mounted into the agent container besides the tier's (spawn: what git needs of the repository)."""
+
+    source: Path
+    target: str
+    readonly: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if "," in str(self.source) or "," in self.target:  # --mount's own separator: no quoting exists
+            raise InputError(f"{self.source}: a path with a comma cannot be mounted")
+
+    @property
+    def flag(self) -> str:
+        return f"--mount=type=bind,source={self.source},target={self.target}" + (",readonly" if self.readonly else "")
+
+
+@attrs.frozen
 class Request:
     """What to start: an image under a profile, on an engine, with a workspace. `host_env` resolves the
     profile's `${localEnv:...}` mounts; `skip_mounts` are the targets of its mounts to leave out (the runtime's
@@ -89,13 +106,15 @@ class Request:
     uid: int = 1000
     gid: int = 1000
     host_env: Mapping[str, str] = attrs.field(factory=dict)
-    proxy_image: str = f"localhost/{egress.PROXY_IMAGE_NAME}:latest"
+    proxy_image: str = egress.PROXY_IMAGE
     outbound_network: str = egress.OUTBOUND_NETWORK
     ca_bundle: Path | None = None
     proxy_hosts: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # set in the agent container besides the profile's (never a secret)
     gateway: tuple[Provider, ...] = ()  # providers whose keys the proxy holds (the keys themselves never are here)
     skip_mounts: tuple[str, ...] = ()
+    mounts: tuple[BindMount, ...] = ()  # after the tier's (a mount inside another comes after it)
+    own_network: bool = False  # an open tier too gets a network of its own (spawn: no agent reaches another)
     adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     network_adjust: Callable[[list[str]], list[str]] | None = attrs.field(default=None, eq=False)
     proxy_conf_adjust: Callable[[str], str] | None = attrs.field(default=None, eq=False)
@@ -126,7 +145,9 @@ class Plan:
 
     @property
     def network(self) -> str | None:
-        return f"{self.name}-net" if self.request.proxied else None
+        """A proxied tier's internal network; an open tier's own routed one when asked for (`own_network`)."""
+        own = self.request.own_network and self.request.profile.network.mode is NetworkMode.OPEN
+        return f"{self.name}-net" if self.request.proxied or own else None
 
     @property
     def proxy(self) -> str | None:
@@ -159,11 +180,14 @@ class Plan:
     # ------------------------------------------------------------ commands
     def network_create(self) -> list[str]:
         """The sandbox's network: internal (no route out), and on podman without its DNS server (aardvark-dns
-        forwards outside names to the host's resolvers even on an internal network)."""
+        forwards outside names to the host's resolvers even on an internal network). An open tier's own network
+        is routed, and on podman isolated from the engine's other networks (docker isolates bridges by itself;
+        podman routes between them unless told)."""
         assert self.network is not None
-        argv = ["network", "create", "--internal", f"--label={SANDBOX_LABEL}={self.name}"]
+        internal = ["--internal"] if self.request.proxied else []
+        argv = ["network", "create", *internal, f"--label={SANDBOX_LABEL}={self.name}"]
         if self.request.engine == "podman":
-            argv.append("--disable-dns")
+            argv.append("--disable-dns" if self.request.proxied else "--opt=isolate=true")
         argv.append(self.network)
         return self.request.network_adjust(argv) if self.request.network_adjust else argv
 
@@ -204,9 +228,12 @@ class Plan:
         seccomp = str(self.seccomp_file) if self.seccomp_text is not None else None
         flags = run_args(req.profile, workspace=str(req.workspace), host_env=dict(req.host_env), uid=req.uid,
                          gid=req.gid, network=self.network, seccomp=seccomp, skip_mounts=req.skip_mounts)
+        flags += [mount.flag for mount in req.mounts]
         if req.adjust is not None:
             flags = req.adjust(list(flags))
         argv = ["run", "--detach", f"--name={self.container}", *self.label(AGENT_ROLE), *flags]
+        if self.network is not None and not self.request.proxied:  # an open tier's own network
+            argv.append(f"--network={self.network}")
         if self.request.proxied:
             if proxy_address is None:
                 raise ValueError("a proxied sandbox needs its proxy's address")

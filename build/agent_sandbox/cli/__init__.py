@@ -11,6 +11,7 @@ from ..signals import Terminated
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .audit import audit as audit_command
 from .build import build as build_command
+from .compose import compose as compose_group
 from .demo import demo as demo_command
 from .doctor import doctor as doctor_command
 from .lock import lock as lock_command
@@ -18,6 +19,8 @@ from .pin import pin as pin_command
 from .policy import policy as policy_group
 from .run import rm as rm_command, run as run_command
 from .sbom import sbom as sbom_command
+from .spawn import attach as attach_command, list_agents, logs as logs_command
+from .spawn import spawn as spawn_command, stop as stop_command
 from .verify import verify as verify_command
 
 
@@ -33,6 +36,12 @@ cli.add_command(build_command)
 cli.add_command(verify_command)
 cli.add_command(run_command)
 cli.add_command(rm_command)
+cli.add_command(spawn_command)
+cli.add_command(list_agents)
+cli.add_command(logs_command)
+cli.add_command(attach_command)
+cli.add_command(stop_command)
+cli.add_command(compose_group)
 cli.add_command(demo_command)
 cli.add_command(pin_command)
 cli.add_command(lock_command)

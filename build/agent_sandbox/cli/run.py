@@ -30,7 +30,7 @@ from ..process import run as run_command
 from ..compilers.leash import compile_leash
 from ..fsutil import atomic_write
 from ..process import which as process_which
-from ..sandbox import SANDBOX_LABEL, check_name, new_name, sandbox_state_dir
+from ..sandbox import SANDBOX_LABEL, BindMount, check_name, new_name, sandbox_state_dir
 from ..signals import sigterm_unwinds
 
 DEFAULT_IMAGE = "localhost/agent-sandbox-devcontainer:latest"
@@ -240,37 +240,70 @@ class RunOptions:
     allow_degraded: bool = False
 
 
+@attrs.frozen
+class Prepared:
+    """An agent's sandbox, decided and not yet started: engine, tier, where its keys go, its command line."""
+
+    engine: Engine
+    image: str
+    profile: Profile
+    keys: KeyPlan
+    launch: AgentLaunch
+    options: RunOptions
+
+    def start(self, workspace: Path, name: str, env: Mapping[str, str], *, command: Sequence[str] | None = None,
+              extra_env: Sequence[tuple[str, str]] = (), mounts: Sequence[BindMount] = (),
+              own_network: bool = False, engine_checked: bool = False) -> runtime.Sandbox:
+        """runtime.start_sandbox with everything the options and the key plan say (the agent's own settings, the
+        user's -e, the gateway's keys); `command` instead of the keep-alive."""
+        options, keys = self.options, self.keys
+        return runtime.start_sandbox(
+            self.image, self.profile, engine=self.engine, workspace=workspace, name=name, host_env=env,
+            ca_bundle=options.ca_bundle, extra_env=(*self.launch.env, *options.agent_env, *extra_env),
+            outbound_network=options.outbound_network, proxy_hosts=options.proxy_hosts, gateway=keys.gateway,
+            keys={p.key: env[p.key] for p in keys.gateway}, command=command, mounts=mounts,
+            own_network=own_network, engine_checked=engine_checked)
+
+
+def resolve_agent(agent: str, options: RunOptions) -> tuple[Engine, Profile]:
+    """The engine (it answers), the image (it holds `agent`) and the tier (the option, else the image's)."""
+    eng = detect_engine(options.engine)
+    try:
+        labels = eng.image_labels(options.image)  # one call: the image exists, and what it holds
+    except CommandFailed:
+        raise EnvironmentProblem(f"image {options.image} is not in {eng.name}'s storage: build it (`make image`, "
+                                 "`agent-sandbox build`) or pass --image") from None
+    check_agent(agent, image_agents(eng, options.image, labels), options.image)
+    return eng, profiles.load_profile(options.tier or labels.get(LABEL_TIER) or "strict")
+
+
+def prepare(agent: str, args: Sequence[str], options: RunOptions, eng: Engine, profile: Profile,
+            env: Mapping[str, str]) -> Prepared:
+    keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
+    launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
+    return Prepared(eng, options.image, profile, keys, launch, options)
+
+
 def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapping[str, str] | None = None,
               tty: bool | None = None) -> int:
     """Start the sandbox, run the agent attached to this terminal, remove everything; the agent's exit status."""
-    tier, workspace, engine, image, name = options.tier, options.workspace, options.engine, options.image, options.name
-    keep, ca_bundle, agent_env, outbound_network = (options.keep, options.ca_bundle, options.agent_env,
-                                                    options.outbound_network)
+    name, keep = options.name, options.keep
     env = dict(os.environ if env is None else env)
     if name is not None:
         check_name(name)
-    ws = resolve_workspace(workspace)
-    eng = detect_engine(engine)
-    try:
-        labels = eng.image_labels(image)  # one call: the image exists, and what it holds
-    except CommandFailed:
-        raise EnvironmentProblem(f"image {image} is not in {eng.name}'s storage: build it (`make image`, "
-                                 "`agent-sandbox build`) or pass --image") from None
-    check_agent(agent, image_agents(eng, image, labels), image)
-    profile = profiles.load_profile(tier or labels.get(LABEL_TIER) or "strict")
+    ws = resolve_workspace(options.workspace)
+    eng, profile = resolve_agent(agent, options)
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
     leash = choose_leash(options, eng)
     if leash is not None:
-        return run_under_leash(agent, args, options, leash, eng, image, profile, ws, env, name or new_name())
-    keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
-    launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
+        return run_under_leash(agent, args, options, leash, eng, options.image, profile, ws, env,
+                               name or new_name())
+    prepared = prepare(agent, args, options, eng, profile, env)
+    keys, launch = prepared.keys, prepared.launch
     with sigterm_unwinds():
-        box = runtime.start_sandbox(image, profile, engine=eng, workspace=ws, name=name or new_name(),
-                                    host_env=env, ca_bundle=ca_bundle, extra_env=(*launch.env, *agent_env),
-                                    outbound_network=outbound_network, proxy_hosts=options.proxy_hosts,
-                                    gateway=keys.gateway, keys={p.key: env[p.key] for p in keys.gateway})
+        box = prepared.start(ws, name or new_name(), env)
         box.keep = keep
-        write_sandbox_info(box.state_dir, agent=agent, tier=profile.name, image=image, engine=eng.name,
+        write_sandbox_info(box.state_dir, agent=agent, tier=profile.name, image=options.image, engine=eng.name,
                            enforcer="container")
         try:
             click.echo(banner(box, agent, keys, launch), err=True)
@@ -346,10 +379,18 @@ def run_under_leash(agent: str, args: Sequence[str], options: RunOptions, exe: s
 @click.command()
 @click.argument("name")
 @click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
-def rm(name: str, engine: str | None) -> None:
-    """Remove sandbox NAME (kept with `run --keep`, or left by a crash): its containers and network. Its state
-    directory (the proxy's log) stays."""
+@click.option("--force", is_flag=True, help="A spawned agent: drop its commits and changes no branch has.")
+def rm(name: str, engine: str | None, force: bool) -> None:
+    """Remove sandbox NAME (kept with `run --keep`, or left by a crash): its containers and network; a spawned
+    agent's worktree and branch too (refused while they hold work no other branch has, unless --force). Its
+    state directory (the proxy's log) stays."""
+    from .spawn import load_record, remove_spawned
+
     check_name(name)
+    record = load_record(name)
+    if record is not None:
+        click.echo(remove_spawned(record, force=force))
+        return
     found = runtime.remove_leftovers(detect_engine(engine), name)
     if not any(found.values()):
         raise InputError(f"no sandbox named {name} (nothing labelled {SANDBOX_LABEL}={name})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import egress
@@ -116,9 +116,11 @@ def _sizes(value: str) -> str:
     return value.lower()
 
 
-def compose_service(flags: Sequence[str]) -> dict[str, Any]:
+def compose_service(flags: Sequence[str], networks: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The profile's `run` flags as a Compose service, flag by flag; a flag with no translation is an error (the
-    hardening must never be dropped on the way)."""
+    hardening must never be dropped on the way). `networks` maps an engine network name (`--network=`) to the
+    Compose file's key for it (default: every network is SANDBOX_NETWORK). Values go in as they are: escaping `$`
+    for Compose's interpolation is the caller's (compose.py)."""
     service: dict[str, Any] = {}
 
     def add(key: str, value: Any) -> None:
@@ -140,6 +142,8 @@ def compose_service(flags: Sequence[str]) -> dict[str, Any]:
             add("tmpfs", value)
         elif name == "--mount" and value.startswith("type=volume,target="):
             add("volumes", value.split("target=", 1)[1])  # an anonymous volume: the profile's scratch directory
+        elif name == "--mount" and value.startswith("type=bind,"):
+            add("volumes", _bind_volume(value))
         elif name == "--memory":
             service["mem_limit"] = _sizes(value)
         elif name == "--memory-swap":
@@ -149,7 +153,7 @@ def compose_service(flags: Sequence[str]) -> dict[str, Any]:
         elif name == "--pids-limit":
             service["pids_limit"] = int(value)
         elif name == "--network":
-            service["networks"] = ["none"] if value == "none" else [SANDBOX_NETWORK]
+            service["networks"] = ["none"] if value == "none" else [(networks or {}).get(value, SANDBOX_NETWORK)]
         elif name == "--dns":
             add("dns", value)
         elif name == "--sysctl":
@@ -158,12 +162,27 @@ def compose_service(flags: Sequence[str]) -> dict[str, Any]:
         elif name == "--label":
             key, _, text = value.partition("=")
             service.setdefault("labels", {})[key] = text
+        elif name == "--env" and "=" in value:
+            add("environment", value)
+        elif name == "--workdir":
+            service["working_dir"] = value
+        elif name == "--add-host":
+            add("extra_hosts", value)
         else:
             raise ValueError(f"no Compose translation for the run flag {flag!r}")
     if service.get("networks") == ["none"]:
         del service["networks"]
         service["network_mode"] = "none"
     return service
+
+
+def _bind_volume(value: str) -> str:
+    """`type=bind,source=S,target=T[,readonly]` as the short volume syntax `S:T[:ro]` (no ':' in either path)."""
+    parts = dict(p.partition("=")[::2] for p in value.split(","))
+    source, target = parts.get("source", ""), parts.get("target", "")
+    if ":" in source or ":" in target:
+        raise ValueError(f"a bind mount with ':' in a path has no short Compose syntax: {value!r}")
+    return f"{source}:{target}" + (":ro" if "readonly" in parts else "")
 
 
 def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet: str, uid: int = 1000,
@@ -225,6 +244,11 @@ def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet
         COMPOSE_FILE: header + _yaml(compose),
         "squid.conf": render_squid(profile, sandbox=f"devcontainer-{profile.name}", subnet=str(network)),
     }
+
+
+def compose_yaml(data: Any) -> str:
+    """A Compose file's text, read alike by docker-compose v1 (PyYAML, YAML 1.1) and the others."""
+    return _yaml(data)
 
 
 def _yaml(data: Any) -> str:

@@ -38,9 +38,9 @@ def locked(session: Session) -> tuple[lk.Lock, list[str]]:
 
 
 def arch_of(session: Session) -> str:
-    info = session.inspect_image()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Architecture", "amd64"), info.get("Architecture",
-                                                                                                    "amd64"))
+    """The image's architecture as Debian and the lock name it (podman may say x86_64 where docker says amd64)."""
+    arch = str(session.inspect_image().get("Architecture", "amd64"))
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
 
 
 def test_the_sbom_lists_the_locks_versions(session: Session, tmp_path_factory: pytest.TempPathFactory) -> None:
