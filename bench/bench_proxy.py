@@ -83,7 +83,7 @@ chmod 0644 ca.pem server.pem server.key
 """
 
 # The server: HTTP/1.1 with keep-alive, TCP_NODELAY, every small answer in one write; /big?bytes=N streams N bytes.
-SERVER = r'''
+SERVER = r"""
 import http.server, socketserver, ssl, sys, threading
 CHUNK = memoryview(bytes(1 << 20))
 SMALL = b"x" * 100
@@ -122,12 +122,12 @@ for port, tls in ((443, context), (80, None)):
 print("serving", flush=True)
 for thread in threads:
     thread.join()
-'''
+"""
 
 KEEPALIVE = "trap 'exit 0' TERM; while sleep 1000 & wait $!; do :; done"  # the direct client's PID 1
 
 # The client (python3 in the agent image): one JSON line of seconds per request, or per download.
-CLIENT = r'''
+CLIENT = r"""
 import http.client, json, socket, ssl, sys, time
 mode, via, host, port, count, proxy_host, proxy_port, size = sys.argv[1:9]
 port, count, size = int(port), int(count), int(size)
@@ -190,7 +190,7 @@ else:
         if got != size:
             raise SystemExit(f"got {got} of {size} bytes")
 print(json.dumps({"times": times, "cpu": time.process_time() - cpu, "tls": sorted(versions)}))
-'''
+"""
 
 
 def log(text: str) -> None:
@@ -234,8 +234,21 @@ def setup(bench: Bench, agent_image: str) -> tuple[str, str]:
     for directory in (made, workspace):
         directory.mkdir()
         directory.chmod(0o755)
-    engine.run(["run", "--rm", f"--name=asbench-certs-{secrets.token_hex(3)}", "--network=none",
-                "--entrypoint=/bin/sh", f"--volume={made}:/out", SERVER_IMAGE, "-c", CERT_SCRIPT, "certs", NAME])
+    engine.run(
+        [
+            "run",
+            "--rm",
+            f"--name=asbench-certs-{secrets.token_hex(3)}",
+            "--network=none",
+            "--entrypoint=/bin/sh",
+            f"--volume={made}:/out",
+            SERVER_IMAGE,
+            "-c",
+            CERT_SCRIPT,
+            "certs",
+            NAME,
+        ]
+    )
     (made / "server.py").write_text(SERVER)
     shutil.copy(made / "ca.pem", workspace / "ca.pem")
     (workspace / "client.py").write_text(CLIENT)
@@ -245,13 +258,36 @@ def setup(bench: Bench, agent_image: str) -> tuple[str, str]:
     engine.run(["network", "create", f"--subnet={subnet}", bench.network])
     bench.network_made = True
     bench.containers.append(bench.server)
-    engine.run(["run", "--detach", f"--name={bench.server}", f"--network={bench.network}", f"--ip={address}",
-                f"--volume={made}:/srv/bench:ro", "--entrypoint=python3", SERVER_IMAGE,
-                "/srv/bench/server.py", "/srv/bench/server.pem", "/srv/bench/server.key"])
+    engine.run(
+        [
+            "run",
+            "--detach",
+            f"--name={bench.server}",
+            f"--network={bench.network}",
+            f"--ip={address}",
+            f"--volume={made}:/srv/bench:ro",
+            "--entrypoint=python3",
+            SERVER_IMAGE,
+            "/srv/bench/server.py",
+            "/srv/bench/server.pem",
+            "/srv/bench/server.key",
+        ]
+    )
     bench.containers.append(bench.direct)
-    engine.run(["run", "--detach", f"--name={bench.direct}", f"--network={bench.network}",
-                f"--add-host={NAME}:{address}", f"--volume={workspace}:/workspace:ro",
-                "--entrypoint=/bin/sh", agent_image, "-c", KEEPALIVE])
+    engine.run(
+        [
+            "run",
+            "--detach",
+            f"--name={bench.direct}",
+            f"--network={bench.network}",
+            f"--add-host={NAME}:{address}",
+            f"--volume={workspace}:/workspace:ro",
+            "--entrypoint=/bin/sh",
+            agent_image,
+            "-c",
+            KEEPALIVE,
+        ]
+    )
     deadline = time.monotonic() + 30
     while "serving" not in engine.run(["logs", bench.server], check=False).out:
         if time.monotonic() > deadline:
@@ -265,8 +301,14 @@ def start_proxied(bench: Bench, agent_image: str, address: str, workspace: str) 
     path.write_text(PROFILE)
     profile = profiles.load_profile(path)
     bench.box = runtime.start_sandbox(
-        agent_image, profile, engine=bench.engine, workspace=Path(workspace), name=bench.sandbox,
-        state_dir=bench.tmp / "state", proxy_hosts=((NAME, address),), outbound_network=bench.network,
+        agent_image,
+        profile,
+        engine=bench.engine,
+        workspace=Path(workspace),
+        name=bench.sandbox,
+        state_dir=bench.tmp / "state",
+        proxy_hosts=((NAME, address),),
+        outbound_network=bench.network,
     )
     return bench.box
 
@@ -279,7 +321,7 @@ def cpu_seconds(engine: Engine, container: str) -> float | None:
         for line in lines:
             _, controllers, path = line.split(":", 2)
             if controllers == "" and Path(f"/sys/fs/cgroup{path}/cpu.stat").exists():
-                stat = dict(l.split() for l in Path(f"/sys/fs/cgroup{path}/cpu.stat").read_text().splitlines())
+                stat = dict(line.split() for line in Path(f"/sys/fs/cgroup{path}/cpu.stat").read_text().splitlines())
                 return int(stat["usage_usec"]) / 1e6
             if "cpuacct" in controllers.split(","):
                 for mount in (controllers, "cpuacct", "cpu,cpuacct"):
@@ -307,8 +349,20 @@ def client(bench: Bench, via: str, mode: str, port: int, count: int, size: int, 
     container = bench.direct if via == "direct" else bench.sandbox
     parties = {"server": bench.server} | ({"proxy (Squid)": f"{bench.sandbox}-proxy"} if via != "direct" else {})
     before = {party: cpu_seconds(engine, name) for party, name in parties.items()} if size else {}
-    argv = ["exec", container, "python3", "/workspace/client.py", mode, via, NAME, str(port), str(count),
-            egress.PROXY_HOST, str(egress.PROXY_PORT), str(size)]
+    argv = [
+        "exec",
+        container,
+        "python3",
+        "/workspace/client.py",
+        mode,
+        via,
+        NAME,
+        str(port),
+        str(count),
+        egress.PROXY_HOST,
+        str(egress.PROXY_PORT),
+        str(size),
+    ]
     result = engine.run(argv, check=False, timeout=600)
     if not result.ok:
         sys.exit(f"the {via} client failed ({mode}, port {port}): {result.err.strip()[-1500:]}")
@@ -381,20 +435,25 @@ def main() -> int:
 
 def report(engine: Engine, args: Any, results: dict[str, dict[str, Side]], logged: list[dict[str, Any]]) -> None:
     tls = sorted(set().union(*(side.tls for sides in results.values() for side in sides.values())))
-    print(f"\negress proxy vs direct, {engine.name}, same host (server: python3 HTTP/1.1 server of ours; "
-          f"clients: python3 http.client in the agent image; HTTPS = {', '.join(tls)} end to end, Squid peeks at "
-          "the ClientHello and splices)\n")
-    print(f"{'latency per small GET (ms)':<34} {'direct p50':>10} {'proxied p50':>11} {'added p50':>10} "
-          f"{'direct p90':>10} {'proxied p90':>11}")
+    print(
+        f"\negress proxy vs direct, {engine.name}, same host (server: python3 HTTP/1.1 server of ours; "
+        f"clients: python3 http.client in the agent image; HTTPS = {', '.join(tls)} end to end, Squid peeks at "
+        "the ClientHello and splices)\n"
+    )
+    print(
+        f"{'latency per small GET (ms)':<34} {'direct p50':>10} {'proxied p50':>11} {'added p50':>10} "
+        f"{'direct p90':>10} {'proxied p90':>11}"
+    )
     added = {}
     for key, label in (("new", "new connection (CONNECT + TLS)"), ("keepalive", "keep-alive (one tunnel)")):
         d, p = results[key]["direct"].times, results[key]["proxied"].times
         added[key] = (pct(p, 0.5) - pct(d, 0.5)) * 1000
-        print(f"{label:<34} {pct(d, 0.5) * 1000:>10.3f} {pct(p, 0.5) * 1000:>11.3f} {added[key]:>+10.3f} "
-              f"{pct(d, 0.9) * 1000:>10.3f} {pct(p, 0.9) * 1000:>11.3f}")
+        print(
+            f"{label:<34} {pct(d, 0.5) * 1000:>10.3f} {pct(p, 0.5) * 1000:>11.3f} {added[key]:>+10.3f} "
+            f"{pct(d, 0.9) * 1000:>10.3f} {pct(p, 0.9) * 1000:>11.3f}"
+        )
     print(f"({args.requests} requests per side and mode, in {args.rounds} alternating batches)\n")
-    print(f"{'throughput, ' + str(args.download_mb) + ' MB download':<34} {'direct':>10} {'proxied':>11} "
-          f"{'ratio':>10}")
+    print(f"{'throughput, ' + str(args.download_mb) + ' MB download':<34} {'direct':>10} {'proxied':>11} {'ratio':>10}")
     ratios = {}
     for key, label in (("https", "HTTPS (CONNECT to :443)"), ("http", "plain HTTP (CONNECT to :80)")):
         d = args.download_mb / statistics.median(results[key]["direct"].times)
@@ -403,8 +462,10 @@ def report(engine: Engine, args: Any, results: dict[str, dict[str, Side]], logge
         print(f"{label:<34} {d:>7.0f} MB/s {p:>7.0f} MB/s {p / d:>9.0%}")
     print(f"(median of {args.downloads} per side, alternating)\n")
 
-    print(f"CPU seconds per {args.download_mb} MB download       client   server    proxy   sum   (host: "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"CPU seconds per {args.download_mb} MB download       client   server    proxy   sum   (host: "
+        f"{os.cpu_count()} CPUs)"
+    )
     for key, label in (("https", "HTTPS"), ("http", "plain HTTP")):
         for via in ("direct", "proxied"):
             cpu = {party: spent / args.downloads for party, spent in results[key][via].cpu.items()}
@@ -415,8 +476,10 @@ def report(engine: Engine, args: Any, results: dict[str, dict[str, Side]], logge
     print()
 
     through = sum(1 for line in logged if line.get("decision") == "allowed" and line.get("host") == NAME)
-    print(f"the proxy's log: {through} allowed transactions to {NAME}, "
-          f"{sum(1 for line in logged if line.get('decision') != 'allowed')} denied")
+    print(
+        f"the proxy's log: {through} allowed transactions to {NAME}, "
+        f"{sum(1 for line in logged if line.get('decision') != 'allowed')} denied"
+    )
     for key, label in (("new", "new connection"), ("keepalive", "keep-alive")):
         verdict = "met" if added[key] < 1.0 else "MISSED"
         print(f"goal: added p50 < 1 ms ({label}): {added[key]:+.3f} ms -> {verdict}")

@@ -85,9 +85,28 @@ class Bench:
         return name
 
     def cli_argv(self, tier: str, name: str) -> list[str]:
-        return [sys.executable, "-m", "agent_sandbox", "run", "--tier", tier, "--engine", self.engine.name,
-                "--image", self.image, "--workspace", str(self.workspace), "--name", name,
-                "--outbound-network", self.outbound, "shell", "--", "-c", f"echo {MARK}"]
+        return [
+            sys.executable,
+            "-m",
+            "agent_sandbox",
+            "run",
+            "--tier",
+            tier,
+            "--engine",
+            self.engine.name,
+            "--image",
+            self.image,
+            "--workspace",
+            str(self.workspace),
+            "--name",
+            name,
+            "--outbound-network",
+            self.outbound,
+            "shell",
+            "--",
+            "-c",
+            f"echo {MARK}",
+        ]
 
     def cleanup(self) -> None:
         for name in self.names:
@@ -99,8 +118,9 @@ class Bench:
 def timed(argv: Sequence[str], env: dict[str, str] | None = None, mark: str | None = None) -> tuple[float, float]:
     """(seconds until a stdout line equal to `mark` arrived — or the total without a mark, total seconds)."""
     start = time.monotonic()
-    proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        list(argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""), daemon=True)
     reader.start()
@@ -141,7 +161,7 @@ def measure(bench: Bench, runs: int) -> dict[str, list[tuple[float, float]]]:
     commands["strict"]()
     for round_ in range(runs):
         log(f"  round {round_ + 1}/{runs}")
-        for name in order[round_ % len(order):] + order[: round_ % len(order)]:
+        for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
             results[name].append(commands[name]())
     return results
 
@@ -206,8 +226,9 @@ class Recorder:
         def attach(argv: Sequence[str], env: dict[str, str]) -> int:
             start = time.monotonic()
             try:  # as runtime.attach, without this terminal (the benchmark's stdin is not the agent's)
-                return subprocess.run(list(argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      check=False).returncode
+                return subprocess.run(
+                    list(argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False
+                ).returncode
             finally:
                 recorder.steps["agent command (exec, attached)"] += time.monotonic() - start
                 recorder.calls["agent command (exec, attached)"] += 1
@@ -229,8 +250,14 @@ def breakdown(bench: Bench, runs: int) -> tuple[list[dict[str, float]], collecti
         log(f"  breakdown {index + 1}/{runs}")
         name = bench.new_name("strict")
         recorder = Recorder(name)
-        options = cli_run.RunOptions(tier="strict", workspace=bench.workspace, engine=bench.engine.name,
-                                     image=bench.image, name=name, outbound_network=bench.outbound)
+        options = cli_run.RunOptions(
+            tier="strict",
+            workspace=bench.workspace,
+            engine=bench.engine.name,
+            image=bench.image,
+            name=name,
+            outbound_network=bench.outbound,
+        )
         with recorder.installed(), contextlib.redirect_stderr(io.StringIO()):  # (the CLI's banner)
             start = time.monotonic()
             code = cli_run.run_agent("shell", ["-c", "true"], options, env=bench.env, tty=False)
@@ -247,36 +274,50 @@ def med(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def report(bench: Bench, runs: int, results: dict[str, list[tuple[float, float]]],
-           steps: list[dict[str, float]], calls: collections.Counter[str], totals: list[float]) -> None:
+def report(
+    bench: Bench,
+    runs: int,
+    results: dict[str, list[tuple[float, float]]],
+    steps: list[dict[str, float]],
+    calls: collections.Counter[str],
+    totals: list[float],
+) -> None:
     engine = bench.engine
     bare = med([total for _, total in results["bare"]])
-    print(f"\n`agent-sandbox run` start-up vs a bare `{engine.name} run --rm IMAGE true` "
-          f"({engine.name}, {bench.image}, median of {runs}, in turns)\n")
+    print(
+        f"\n`agent-sandbox run` start-up vs a bare `{engine.name} run --rm IMAGE true` "
+        f"({engine.name}, {bench.image}, median of {runs}, in turns)\n"
+    )
     print(f"{'command':<34} {'to ready':>9} {'total':>9} {'teardown':>9} {'ready/bare':>11} {'total/bare':>11}")
-    print(f"{'bare ' + engine.name + ' run --rm IMAGE true':<34} {'':>9} {bare:>8.2f}s {'':>9} {'':>11} "
-          f"{1:>10.2f}x")
+    print(f"{'bare ' + engine.name + ' run --rm IMAGE true':<34} {'':>9} {bare:>8.2f}s {'':>9} {'':>11} {1:>10.2f}x")
     python = med([total for _, total in results["python + imports"]])
     for tier in TIERS:
         ready = med([r for r, _ in results[tier]])
         total = med([t for _, t in results[tier]])
         teardown = med([t - r for r, t in results[tier]])
-        print(f"{'agent-sandbox run --tier ' + tier:<34} {ready:>8.2f}s {total:>8.2f}s {teardown:>8.2f}s "
-              f"{ready / bare:>10.2f}x {total / bare:>10.2f}x")
-    print(f"{'python -c import agent_sandbox.cli':<34} {'':>9} {python:>8.2f}s {'':>9} {'':>11} "
-          f"{python / bare:>10.2f}x")
+        print(
+            f"{'agent-sandbox run --tier ' + tier:<34} {ready:>8.2f}s {total:>8.2f}s {teardown:>8.2f}s "
+            f"{ready / bare:>10.2f}x {total / bare:>10.2f}x"
+        )
+    print(
+        f"{'python -c import agent_sandbox.cli':<34} {'':>9} {python:>8.2f}s {'':>9} {'':>11} {python / bare:>10.2f}x"
+    )
     strict = med([r for r, _ in results["strict"]])
     verdict = "met" if strict <= 2 * bare else "MISSED"
-    print(f"\ngoal: strict to-ready within 2x of bare: {strict / bare:.2f}x -> {verdict} "
-          f"(2x bare = {2 * bare:.2f} s; strict to-ready {strict:.2f} s)")
+    print(
+        f"\ngoal: strict to-ready within 2x of bare: {strict / bare:.2f}x -> {verdict} "
+        f"(2x bare = {2 * bare:.2f} s; strict to-ready {strict:.2f} s)"
+    )
 
     if not steps:
         return
     names = list(dict.fromkeys(step for run in steps for step in run))
     engine_total = med([sum(run.values()) for run in steps])
     total = med(totals)
-    print(f"\nwhere a strict start spends its time (run_agent in-process, median of {len(steps)}; "
-          f"total {total:.2f} s + python start/imports {python:.2f} s)\n")
+    print(
+        f"\nwhere a strict start spends its time (run_agent in-process, median of {len(steps)}; "
+        f"total {total:.2f} s + python start/imports {python:.2f} s)\n"
+    )
     print(f"{'step':<44} {'median':>8} {'calls':>6} {'per call':>9} {'share':>6}")
     rows = [(name, med([run.get(name, 0.0) for run in steps]), calls.get(name, 0)) for name in names]
     for name, seconds, count in rows:
@@ -286,9 +327,11 @@ def report(bench: Bench, runs: int, results: dict[str, list[tuple[float, float]]
     teardown = med([sum(v for k, v in run.items() if k.startswith("teardown")) for run in steps])
     print(f"{'total in-process':<44} {total:>7.3f}s   (to ready {total - teardown:.3f} s + teardown {teardown:.3f} s)")
     count = sum(calls.values())
-    print(f"\n{count} engine commands per start ({engine_total:.2f} s in all, "
-          f"{engine_total / count * 1000:.0f} ms each on average); bare `{engine.name} run --rm` is one command "
-          "doing create, start, wait and remove.")
+    print(
+        f"\n{count} engine commands per start ({engine_total:.2f} s in all, "
+        f"{engine_total / count * 1000:.0f} ms each on average); bare `{engine.name} run --rm` is one command "
+        "doing create, start, wait and remove."
+    )
 
 
 def main() -> int:

@@ -95,16 +95,36 @@ class Bench:
                 os.chown(item, OWNER, OWNER, follow_symlinks=False)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "agent_sandbox", *args], env=self.env, text=True,
-                              capture_output=True, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "agent_sandbox", *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
 
     def spawn(self) -> float:
         name = f"{PREFIX}-{secrets.token_hex(3)}"
         self.names.append(name)
         start = time.monotonic()
-        done = self.cli("spawn", name, "--repo", str(self.repo), "--engine", self.engine.name, "--image",
-                        self.image, "--tier", self.tier, "--outbound-network", self.outbound, "--agent", "shell",
-                        "--task", "sleep 600")
+        done = self.cli(
+            "spawn",
+            name,
+            "--repo",
+            str(self.repo),
+            "--engine",
+            self.engine.name,
+            "--image",
+            self.image,
+            "--tier",
+            self.tier,
+            "--outbound-network",
+            self.outbound,
+            "--agent",
+            "shell",
+            "--task",
+            "sleep 600",
+        )
         took = time.monotonic() - start
         if done.returncode != 0:
             sys.exit(f"spawn {name} failed (exit {done.returncode}): {done.stderr[-2000:]}")
@@ -154,11 +174,13 @@ def timed(run: Callable[[], float], cpu: list[float]) -> Callable[[], float]:
         seconds = run()
         cpu.append(cpu_busy() - before)
         return seconds
+
     return wrapped
 
 
-def measure(bench: Bench, runs: int, count: int, sequential: bool) -> tuple[dict[str, list[float]],
-                                                                         dict[str, list[float]]]:
+def measure(
+    bench: Bench, runs: int, count: int, sequential: bool
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall seconds and busy CPU seconds of each kind, per round."""
     kinds: dict[str, Callable[[], float]] = {
         "one": lambda: bench.parallel(1),
@@ -175,31 +197,45 @@ def measure(bench: Bench, runs: int, count: int, sequential: bool) -> tuple[dict
     bench.remove_all()
     for round_ in range(runs):
         log(f"  round {round_ + 1}/{runs}")
-        for kind in order[round_ % len(order):] + order[: round_ % len(order)]:
+        for kind in order[round_ % len(order) :] + order[: round_ % len(order)]:
             results[kind].append(kinds[kind]())
             bench.remove_all()
     return results, cpu
 
 
-def report(bench: Bench, runs: int, count: int, results: dict[str, list[float]], cpu: dict[str, list[float]],
-           load: tuple[float, float]) -> None:
+def report(
+    bench: Bench,
+    runs: int,
+    count: int,
+    results: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    load: tuple[float, float],
+) -> None:
     med = {kind: statistics.median(values) for kind, values in results.items()}
     med_cpu = {kind: statistics.median(values) for kind, values in cpu.items()}
     one, cores = med["one"], os.cpu_count() or 1
-    print(f"\n`agent-sandbox spawn` to ready, tier {bench.tier} ({bench.engine.name}, {bench.image}, "
-          f"{cores} cores, median of {runs}, in turns; load average {load[0]:.1f} before, {load[1]:.1f} after)\n")
+    print(
+        f"\n`agent-sandbox spawn` to ready, tier {bench.tier} ({bench.engine.name}, {bench.image}, "
+        f"{cores} cores, median of {runs}, in turns; load average {load[0]:.1f} before, {load[1]:.1f} after)\n"
+    )
     print(f"{'what':<28} {'seconds':>8} {'vs one':>8} {'per agent':>10} {'CPU-s':>7} {'cores busy':>11}")
     for kind, seconds in med.items():
         agents = count if kind.startswith(str(count)) else 1
-        print(f"{kind:<28} {seconds:>7.2f}s {seconds / one:>7.2f}x {seconds / agents:>9.2f}s "
-              f"{med_cpu[kind]:>7.2f} {med_cpu[kind] / seconds:>6.2f} of {cores}")
+        print(
+            f"{kind:<28} {seconds:>7.2f}s {seconds / one:>7.2f}x {seconds / agents:>9.2f}s "
+            f"{med_cpu[kind]:>7.2f} {med_cpu[kind] / seconds:>6.2f} of {cores}"
+        )
     many = med[f"{count} at once"]
     verdict = "met" if many <= 3 * one else "MISSED"
-    print(f"\ngoal: {count} agents within 3x of one: {many / one:.2f}x -> {verdict} "
-          f"(3x one = {3 * one:.2f} s; {count} at once {many:.2f} s)")
+    print(
+        f"\ngoal: {count} agents within 3x of one: {many / one:.2f}x -> {verdict} "
+        f"(3x one = {3 * one:.2f} s; {count} at once {many:.2f} s)"
+    )
     floor = count * med_cpu["one"] / cores
-    print(f"CPU floor: {count} x {med_cpu['one']:.2f} CPU-s of one spawn / {cores} cores = {floor:.2f} s "
-          f"({floor / one:.2f}x one): no schedule of {count} spawns on this machine is faster")
+    print(
+        f"CPU floor: {count} x {med_cpu['one']:.2f} CPU-s of one spawn / {cores} cores = {floor:.2f} s "
+        f"({floor / one:.2f}x one): no schedule of {count} spawns on this machine is faster"
+    )
     print("runs:", {kind: [round(v, 2) for v in values] for kind, values in results.items()})
     print("CPU-s:", {kind: [round(v, 2) for v in values] for kind, values in cpu.items()})
 

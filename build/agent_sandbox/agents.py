@@ -31,8 +31,12 @@ SHELL = "shell"
 QUIET: dict[str, tuple[tuple[str, str], ...]] = {
     "claude": (("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"), ("DISABLE_AUTOUPDATER", "1")),
     "gemini": (("GEMINI_CLI_TRUST_WORKSPACE", "true"),),
-    "aider": (("AIDER_CHECK_UPDATE", "false"), ("AIDER_ANALYTICS", "false"), ("AIDER_SHOW_RELEASE_NOTES", "false"),
-              ("LITELLM_LOCAL_MODEL_COST_MAP", "True")),
+    "aider": (
+        ("AIDER_CHECK_UPDATE", "false"),
+        ("AIDER_ANALYTICS", "false"),
+        ("AIDER_SHOW_RELEASE_NOTES", "false"),
+        ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+    ),
 }
 CODEX_QUIET = ("-c", "analytics.enabled=false", "-c", "check_for_update_on_startup=false")
 
@@ -40,8 +44,11 @@ CODEX_QUIET = ("-c", "analytics.enabled=false", "-c", "check_for_update_on_start
 GATEWAY_ENV: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
     # The gateway forwards to api.anthropic.com unchanged: Claude Code may treat it as first party (else it turns
     # off what only Anthropic's own API offers; docs/agents.md). An internal switch of Claude Code 2.1.
-    ("claude", "anthropic"): (("ANTHROPIC_BASE_URL", None), ("ANTHROPIC_API_KEY", PLACEHOLDER),
-                              ("_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL", "1")),
+    ("claude", "anthropic"): (
+        ("ANTHROPIC_BASE_URL", None),
+        ("ANTHROPIC_API_KEY", PLACEHOLDER),
+        ("_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL", "1"),
+    ),
     ("gemini", "gemini"): (("GOOGLE_GEMINI_BASE_URL", None), ("GEMINI_API_KEY", PLACEHOLDER)),
     ("aider", "anthropic"): (("ANTHROPIC_BASE_URL", None), ("ANTHROPIC_API_KEY", PLACEHOLDER)),
     ("aider", "openai"): (("OPENAI_API_BASE", "/v1"), ("OPENAI_API_KEY", PLACEHOLDER)),
@@ -72,8 +79,9 @@ def codex_provider_args(provider: Provider, url: str) -> tuple[str, ...]:
     return ("-c", f'model_provider="{CODEX_PROVIDER}"', "-c", f"model_providers.{CODEX_PROVIDER}={{ {inline} }}")
 
 
-def launch_for(agent: str, args: Sequence[str], catalog: Catalog, gateway: Sequence[Provider] = (),
-               inside: Sequence[str] = ()) -> AgentLaunch:
+def launch_for(
+    agent: str, args: Sequence[str], catalog: Catalog, gateway: Sequence[Provider] = (), inside: Sequence[str] = ()
+) -> AgentLaunch:
     """The command line and settings of `agent` with the user's `args`; `gateway`: the providers whose keys the
     sandbox's gateway holds; `inside`: the key variables forwarded into the agent. `shell` is bash (a login shell
     when given nothing)."""

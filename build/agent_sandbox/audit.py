@@ -78,17 +78,37 @@ def parse_proxy(line: str, *, agent: str = "", tier: str = "") -> Event | None:
     data = json.loads(line)
     if not isinstance(data, dict) or data.get("decision") not in (ALLOW, DENY):
         raise ValueError("not a proxy decision")
-    host, port, method = _percent(str(data.get("host", "-"))), str(data.get("port", "-")), _percent(str(data.get("method", "-")))
+    host, port, method = (
+        _percent(str(data.get("host", "-"))),
+        str(data.get("port", "-")),
+        _percent(str(data.get("method", "-"))),
+    )
     target = f"{host}:{port}" if method == "CONNECT" or port not in ("-", "") else host
     if data.get("url") and method not in ("CONNECT", "-"):
         target = mask(_percent(str(data["url"])))
     reason = str(data.get("reason", ""))
-    return Event(str(data.get("time", "")), str(data.get("sandbox", "")), agent, "network", method, target,
-                 str(data["decision"]), "" if reason == "-" else reason, tier, "proxy")
+    return Event(
+        str(data.get("time", "")),
+        str(data.get("sandbox", "")),
+        agent,
+        "network",
+        method,
+        target,
+        str(data["decision"]),
+        "" if reason == "-" else reason,
+        tier,
+        "proxy",
+    )
 
 
-LEASH_CLASSES = {"file.open": "filesystem", "proc.exec": "exec", "net.send": "network", "net.connect": "network",
-                 "http.request": "http", "mcp.call": "mcp"}
+LEASH_CLASSES = {
+    "file.open": "filesystem",
+    "proc.exec": "exec",
+    "net.send": "network",
+    "net.connect": "network",
+    "http.request": "http",
+    "mcp.call": "mcp",
+}
 
 
 def parse_leash(line: str, *, sandbox: str = "", agent: str = "", tier: str = "") -> Event | None:
@@ -129,8 +149,11 @@ def parse(line: str, stats: Stats, **meta: str) -> Event | None:
     if not text:
         return None
     try:
-        event = parse_proxy(text, agent=meta.get("agent", ""), tier=meta.get("tier", "")) if text[0] == "{" \
+        event = (
+            parse_proxy(text, agent=meta.get("agent", ""), tier=meta.get("tier", ""))
+            if text[0] == "{"
             else parse_leash(text, **meta)
+        )
     except LookupError:
         stats.unknown += 1
         return None
@@ -179,8 +202,7 @@ def read(sources: Iterable[Source], stats: Stats) -> Iterator[Event]:
                     yield event
 
 
-def follow(sources: Sequence[Source], stats: Stats, *, interval: float = 0.5,
-           stop: Any = None) -> Iterator[Event]:
+def follow(sources: Sequence[Source], stats: Stats, *, interval: float = 0.5, stop: Any = None) -> Iterator[Event]:
     """Every event, then those appended later; a file rotated (replaced or truncated) is read again from its start.
     `stop()` returning True ends it (tests); else it runs until interrupted."""
     handles: dict[Path, tuple[IO[str], int]] = {}
@@ -228,13 +250,14 @@ def since(text: str) -> dt.datetime:
     found = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if found:
         seconds = int(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"{text!r}: a time (2026-11-29T21:00:00Z) or a duration (30m, 2h)", Location("--since")) \
-            from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        raise InputError(
+            f"{text!r}: a time (2026-11-29T21:00:00Z) or a duration (30m, 2h)", Location("--since")
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def after(event: Event, moment: dt.datetime) -> bool:
@@ -271,13 +294,18 @@ def summary(events: Iterable[Event]) -> dict[str, Any]:
 # match is exactly what `parse` makes of them; anything else goes through `parse`.
 _FAST_PROXY = re.compile(
     r'\{"time":"[^"]*","sandbox":"([^"%]*)","decision":"(allowed|denied)","reason":"[^"]*","client":"[^"]*",'
-    r'"method":"CONNECT","host":"([^"%]*)","port":"([0-9]+)"')
-_FAST_LEASH = re.compile(r'(?:time=\S* )?event=(file\.open(?::r[ow])?|proc\.exec) pid=\d+ cgroup=\d+ exe="[^"\\]*" '
-                         r'path="([^"\\]*)"(?: argc=\d+(?: argv="[^"\\]*")?)? decision=(allowed|denied)')
+    r'"method":"CONNECT","host":"([^"%]*)","port":"([0-9]+)"'
+)
+_FAST_LEASH = re.compile(
+    r'(?:time=\S* )?event=(file\.open(?::r[ow])?|proc\.exec) pid=\d+ cgroup=\d+ exe="[^"\\]*" '
+    r'path="([^"\\]*)"(?: argc=\d+(?: argv="[^"\\]*")?)? decision=(allowed|denied)'
+)
 
 
-_FAST_HTTP = re.compile(r'(?:time=\S* )?event=http\.request protocol=[a-z]+ addr="([^"\\]*)" path="([^"\\]*)" '
-                        r'decision=(allowed|denied)(?: [a-z_]+=(?:"[^"\\]*"|[^ "]*))*$')
+_FAST_HTTP = re.compile(
+    r'(?:time=\S* )?event=http\.request protocol=[a-z]+ addr="([^"\\]*)" path="([^"\\]*)" '
+    r'decision=(allowed|denied)(?: [a-z_]+=(?:"[^"\\]*"|[^ "]*))*$'
+)
 
 
 def summarise(sources: Iterable[Source], stats: Stats) -> dict[str, Any]:
@@ -302,7 +330,7 @@ def summarise(sources: Iterable[Source], stats: Stats) -> dict[str, Any]:
                         continue
                 else:
                     fast = _FAST_LEASH.match(raw)
-                    if fast is not None and raw[fast.end():].strip() == "":
+                    if fast is not None and raw[fast.end() :].strip() == "":
                         key = fast.groups()
                         leash_counts[key] = leash_counts.get(key, 0) + 1
                         continue
@@ -327,32 +355,46 @@ def summarise(sources: Iterable[Source], stats: Stats) -> dict[str, Any]:
     return _summary_of(by_agent, denied, total)
 
 
-def _count(by_agent: Counter[tuple[str, str, str]], denied: Counter[tuple[str, str]], total: Counter[str], who: str,
-           klass: str, decision: str, target: str, n: int = 1) -> None:
+def _count(
+    by_agent: Counter[tuple[str, str, str]],
+    denied: Counter[tuple[str, str]],
+    total: Counter[str],
+    who: str,
+    klass: str,
+    decision: str,
+    target: str,
+    n: int = 1,
+) -> None:
     by_agent[(who, klass, decision)] += n
     total[decision] += n
     if decision == DENY:
         denied[(klass, target)] += n
 
 
-def _summary_of(by_agent: Counter[tuple[str, str, str]], denied: Counter[tuple[str, str]],
-                total: Counter[str]) -> dict[str, Any]:
+def _summary_of(
+    by_agent: Counter[tuple[str, str, str]], denied: Counter[tuple[str, str]], total: Counter[str]
+) -> dict[str, Any]:
     return {
         "total": dict(total),
         "by_agent": [{"agent": a, "class": c, "decision": d, "count": n} for (a, c, d), n in sorted(by_agent.items())],
-        "top_denied": [{"class": c, "target": mask(t), "count": n}
-                       for (c, t), n in sorted(denied.items(), key=lambda item: (-item[1], item[0]))[:20]],
+        "top_denied": [
+            {"class": c, "target": mask(t), "count": n}
+            for (c, t), n in sorted(denied.items(), key=lambda item: (-item[1], item[0]))[:20]
+        ],
     }
 
 
 def metrics(events: Iterable[Event]) -> str:
     """Prometheus text format: decisions per sandbox, class and decision (a node exporter textfile)."""
     counts: Counter[tuple[str, str, str]] = Counter((e.sandbox, e.klass, e.decision) for e in events)
-    lines = ["# HELP agent_sandbox_decisions_total Decisions of a sandbox's enforcement layers.",
-             "# TYPE agent_sandbox_decisions_total counter"]
+    lines = [
+        "# HELP agent_sandbox_decisions_total Decisions of a sandbox's enforcement layers.",
+        "# TYPE agent_sandbox_decisions_total counter",
+    ]
     for (sandbox, klass, decision), count in sorted(counts.items()):
-        lines.append(f'agent_sandbox_decisions_total{{sandbox="{sandbox}",class="{klass}",decision="{decision}"}} '
-                     f"{count}")
+        lines.append(
+            f'agent_sandbox_decisions_total{{sandbox="{sandbox}",class="{klass}",decision="{decision}"}} {count}'
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -392,10 +434,13 @@ def suggest(events: Iterable[Event], base: Any, *, name: str) -> str:
                 kept[event.target] += 1
             else:
                 programs[event.target] += 1
-    lines = [f"# Suggested by `agent-sandbox audit suggest` from what profile {base.name} denied: exactly the targets",
-             "# observed, nothing broader. Review every line before you use it (`agent-sandbox policy check`).",
-             f"name: {name}", f"inherits: {base.name}",
-             f"description: {base.name} plus what one run needed"]
+    lines = [
+        f"# Suggested by `agent-sandbox audit suggest` from what profile {base.name} denied: exactly the targets",
+        "# observed, nothing broader. Review every line before you use it (`agent-sandbox policy check`).",
+        f"name: {name}",
+        f"inherits: {base.name}",
+        f"description: {base.name} plus what one run needed",
+    ]
 
     def section(title: str, key: str, items: Counter[str], what: str) -> None:
         if items:

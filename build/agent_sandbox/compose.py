@@ -45,8 +45,8 @@ from .agents import SHELL
 from .compilers.devcontainer import compose_service
 from .errors import InputError, Location
 from .runtime import PROXY_PROBE
-from .schema import At, MapOf, Str, Table, check
 from .sandbox import PROXY_ROLE, ROLE_LABEL, SANDBOX_LABEL, BindMount, Plan, check_name
+from .schema import At, MapOf, Str, Table, check
 from .spawn import BATCH, batch_command
 from .yamlsource import load_yaml
 
@@ -93,10 +93,17 @@ class Description:
 TEXT = Str(nonempty=True)
 MEMBER = Table({"agent": TEXT, "task": TEXT, "tier": TEXT, "from": TEXT}, defaults={"agent": "claude"})
 DESCRIPTION = Table(
-    {"name": TEXT, "repo": TEXT, "from": TEXT, "tier": TEXT, "image": TEXT,
-     "agents": MapOf(MEMBER, names=TEXT, what="a mapping of each agent's name to its agent, task and tier"),
-     "coordinator": MEMBER},
-    required=("agents",), defaults={"repo": ".", "tier": "strict", "image": DEFAULT_IMAGE},
+    {
+        "name": TEXT,
+        "repo": TEXT,
+        "from": TEXT,
+        "tier": TEXT,
+        "image": TEXT,
+        "agents": MapOf(MEMBER, names=TEXT, what="a mapping of each agent's name to its agent, task and tier"),
+        "coordinator": MEMBER,
+    },
+    required=("agents",),
+    defaults={"repo": ".", "tier": "strict", "image": DEFAULT_IMAGE},
 )
 
 
@@ -123,8 +130,9 @@ def load_description(path: Path) -> Description:
             check_name(member.sandbox(project))
         except InputError as exc:
             raise InputError(exc.message, member.where) from None
-    return Description(path, project, (path.parent / fields["repo"]).absolute(), fields["image"], tuple(members),
-                       (top / "repo").where)
+    return Description(
+        path, project, (path.parent / fields["repo"]).absolute(), fields["image"], tuple(members), (top / "repo").where
+    )
 
 
 def _member(at: At, spec: Mapping[str, Any], fields: Mapping[str, Any], *, name: str | None = None) -> Member:
@@ -136,8 +144,14 @@ def _member(at: At, spec: Mapping[str, Any], fields: Mapping[str, Any], *, name:
         batch_command(agent, task)
     except InputError as exc:
         at.refuse(exc.message)
-    return Member(name or str(at.key[-1]), agent, task, spec.get("tier", fields["tier"]),
-                  spec.get("from", fields.get("from")), at.where)
+    return Member(
+        name or str(at.key[-1]),
+        agent,
+        task,
+        spec.get("tier", fields["tier"]),
+        spec.get("from", fields.get("from")),
+        at.where,
+    )
 
 
 # ---------------------------------------------------------------- subnets
@@ -184,15 +198,21 @@ def entry_script(*, wait_proxy: bool, report: bool, wait_for: Sequence[str]) -> 
     steps = []
     for name in wait_for:
         status = f"{AGENTS_DIR}/{name}/{STATUS_FILE}"
-        steps.append(f"until [ -s {status} ]; do sleep 1; done; "
-                     f"if [ \"$(cat {status})\" != 0 ]; then echo \"agent-sandbox: {name} failed (exit "
-                     f"$(cat {status})): not starting\" >&2; exit 1; fi")
+        steps.append(
+            f"until [ -s {status} ]; do sleep 1; done; "
+            f'if [ "$(cat {status})" != 0 ]; then echo "agent-sandbox: {name} failed (exit '
+            f'$(cat {status})): not starting" >&2; exit 1; fi'
+        )
     if wait_proxy:
-        steps.append(f"timeout {READY_TIMEOUT} bash -c {shlex.quote(PROXY_PROBE)} || "
-                     "echo 'agent-sandbox: the egress proxy does not answer' >&2")
+        steps.append(
+            f"timeout {READY_TIMEOUT} bash -c {shlex.quote(PROXY_PROBE)} || "
+            "echo 'agent-sandbox: the egress proxy does not answer' >&2"
+        )
     if report:
-        steps.append(f'"$@"; code=$?; echo $code > {STATUS_DIR}/{STATUS_FILE}.part && '
-                     f"mv {STATUS_DIR}/{STATUS_FILE}.part {STATUS_DIR}/{STATUS_FILE}; exit $code")
+        steps.append(
+            f'"$@"; code=$?; echo $code > {STATUS_DIR}/{STATUS_FILE}.part && '
+            f"mv {STATUS_DIR}/{STATUS_FILE}.part {STATUS_DIR}/{STATUS_FILE}; exit $code"
+        )
     else:
         steps.append('exec "$@"')
     return "; ".join(steps)
@@ -231,18 +251,21 @@ def agent_service(planned: Planned, networks: Mapping[str, str]) -> dict[str, An
     address = proxy_address(planned.subnet) if plan.proxy and planned.subnet else None
     command = planned.command
     if command is not None:
-        command = wrapped(command, wait_proxy=plan.proxy is not None, report=planned.reports,
-                          wait_for=planned.wait_for)
+        command = wrapped(command, wait_proxy=plan.proxy is not None, report=planned.reports, wait_for=planned.wait_for)
     argv = plan.agent_run(address, command=command)
     at = next(i for i, a in enumerate(argv) if a.startswith("--entrypoint="))
-    flags, image, args = argv[3:at], argv[at + 1], argv[at + 2:]
+    flags, image, args = argv[3:at], argv[at + 1], argv[at + 2 :]
     entrypoint = argv[at].split("=", 1)[1]
     passthrough = [f.split("=", 1)[1] for f in flags if f.startswith("--env=") and "=" not in f.split("=", 1)[1]]
     kept = [escape(f) for f in flags if not (f.startswith("--env=") and "=" not in f.split("=", 1)[1])]
     service = compose_service(kept, networks)
     service["environment"] = service.get("environment", []) + [f"{n}=${{{n}:-}}" for n in passthrough]
-    return {"image": image, "container_name": plan.container, **service,
-            "entrypoint": [escape(entrypoint), *(escape(a) for a in args)]}
+    return {
+        "image": image,
+        "container_name": plan.container,
+        **service,
+        "entrypoint": [escape(entrypoint), *(escape(a) for a in args)],
+    }
 
 
 def proxy_service(planned: Planned, outbound_key: str) -> dict[str, Any]:
@@ -278,15 +301,15 @@ def render(project: str, planned: Sequence[Planned], *, outbound_network: str | 
         if internal:
             assert item.subnet is not None
             # internal: no route out; podman-compose: without aardvark-dns (it forwards outside names)
-            spec.update({"internal": True, "ipam": {"config": [{"subnet": item.subnet}]},
-                         "x-podman.disable_dns": True})
+            spec.update({"internal": True, "ipam": {"config": [{"subnet": item.subnet}]}, "x-podman.disable_dns": True})
         else:
             spec["driver_opts"] = {"isolate": "true"}  # podman routes between its networks unless told (docker ignores)
         networks[plan.network] = spec
     proxies = [i for i in planned if i.plan.proxy is not None]
     if proxies:
-        networks[OUTBOUND] = ({"name": outbound_network, "external": True} if outbound_network
-                              else {"name": f"{project}-outbound"})
+        networks[OUTBOUND] = (
+            {"name": outbound_network, "external": True} if outbound_network else {"name": f"{project}-outbound"}
+        )
     keys = {i.plan.network: i.plan.network for i in planned if i.plan.network}
     for item in planned:
         service = agent_service(item, keys)
@@ -301,10 +324,12 @@ def render(project: str, planned: Sequence[Planned], *, outbound_network: str | 
 
 
 def header(description: Description) -> str:
-    return (f"# {description.project}: written by `agent-sandbox compose {description.path}` — a coordinator and "
-            f"{len(description.agents)} agents,\n# each with exactly its tier's run flags, its own network and (proxied "
-            "tiers) its own egress proxy. Run it with\n# `agent-sandbox compose up`, or docker compose / "
-            "docker-compose / podman-compose -p PROJECT -f THIS up.\n")
+    return (
+        f"# {description.project}: written by `agent-sandbox compose {description.path}` — a coordinator and "
+        f"{len(description.agents)} agents,\n# each with exactly its tier's run flags, its own network and (proxied "
+        "tiers) its own egress proxy. Run it with\n# `agent-sandbox compose up`, or docker compose / "
+        "docker-compose / podman-compose -p PROJECT -f THIS up.\n"
+    )
 
 
 def status_mounts(state_dirs: Mapping[str, Path], member: Member, waits: Sequence[str]) -> tuple[BindMount, ...]:

@@ -96,7 +96,8 @@ def gather(engine: Engine | None, *, root: Path = Path("/")) -> Facts:
         info = engine.run(["info", "--format", "{{json .}}"], check=False)
         text = info.out if info.ok else ""
         facts["rootless"] = bool(re.search(r'"[Rr]ootless":\s*true', text)) or (
-            engine.name == "podman" and os.geteuid() != 0)
+            engine.name == "podman" and os.geteuid() != 0
+        )
     iptables = process.which("iptables")
     if iptables:
         rules = process.run([iptables, "-S", "FORWARD"], check=False)
@@ -121,35 +122,75 @@ def assess(facts: Facts) -> list[Finding]:
     """Per layer: what holds on this host, what is weaker, what is missing — and the fix."""
     out: list[Finding] = []
     if not facts.engine:
-        out.append(Finding("container", MISSING, "no container engine answers: no sandbox can start",
-                           "install podman (scripts/setup-host.sh) or start dockerd"))
+        out.append(
+            Finding(
+                "container",
+                MISSING,
+                "no container engine answers: no sandbox can start",
+                "install podman (scripts/setup-host.sh) or start dockerd",
+            )
+        )
         return out
-    out.append(Finding("container", OK, f"{facts.engine} {facts.engine_version}"
-                       + (" (rootless)" if facts.rootless else " (rootful)")))
+    out.append(
+        Finding(
+            "container",
+            OK,
+            f"{facts.engine} {facts.engine_version}" + (" (rootless)" if facts.rootless else " (rootful)"),
+        )
+    )
     if not facts.seccomp:
-        out.append(Finding("container", DEGRADED, "no seccomp: the engine's system-call filter is not applied",
-                           "a kernel with CONFIG_SECCOMP"))
+        out.append(
+            Finding(
+                "container",
+                DEGRADED,
+                "no seccomp: the engine's system-call filter is not applied",
+                "a kernel with CONFIG_SECCOMP",
+            )
+        )
     if facts.user_namespaces:
-        out.append(Finding("container", DEGRADED, "unprivileged user namespaces are allowed: an agent can unshare "
-                           "(Codex's own sandbox needs it; paranoid blocks it where its seccomp profile applies)",
-                           tiers=("strict", "standard", "trusted")))
+        out.append(
+            Finding(
+                "container",
+                DEGRADED,
+                "unprivileged user namespaces are allowed: an agent can unshare "
+                "(Codex's own sandbox needs it; paranoid blocks it where its seccomp profile applies)",
+                tiers=("strict", "standard", "trusted"),
+            )
+        )
     if facts.engine == "podman" and not facts.rootless and facts.forward_policy == "DROP" and not facts.bridge_rule:
-        out.append(Finding("egress proxy", MISSING, "the FORWARD policy is DROP and no rule lets a podman network "
-                           "carry its own traffic: an agent cannot reach its egress proxy",
-                           "scripts/setup-host.sh (one iptables rule for traffic inside podman bridges)",
-                           tiers=("strict",)))
+        out.append(
+            Finding(
+                "egress proxy",
+                MISSING,
+                "the FORWARD policy is DROP and no rule lets a podman network "
+                "carry its own traffic: an agent cannot reach its egress proxy",
+                "scripts/setup-host.sh (one iptables rule for traffic inside podman bridges)",
+                tiers=("strict",),
+            )
+        )
     else:
-        out.append(Finding("egress proxy", OK, "per-sandbox internal networks carry traffic to the proxy",
-                           tiers=("strict",)))
+        out.append(
+            Finding("egress proxy", OK, "per-sandbox internal networks carry traffic to the proxy", tiers=("strict",))
+        )
     out.append(Finding("key gateway", OK, "keys of Anthropic, OpenAI and Gemini stay in the proxy", tiers=("strict",)))
     out += _leash(facts)
     if not facts.devcontainer_cli:
-        out.append(Finding("devcontainer", DEGRADED, "the Dev Containers CLI is not installed",
-                           "npm install -g @devcontainers/cli"))
+        out.append(
+            Finding(
+                "devcontainer", DEGRADED, "the Dev Containers CLI is not installed", "npm install -g @devcontainers/cli"
+            )
+        )
     compose = {"docker": "docker-compose", "podman": "podman-compose"}[facts.engine]
     if compose not in facts.compose:
-        out.append(Finding("devcontainer", DEGRADED, f"no {compose}: a proxied tier's Compose devcontainer cannot "
-                           "start here", f"install {compose}", tiers=("strict",)))
+        out.append(
+            Finding(
+                "devcontainer",
+                DEGRADED,
+                f"no {compose}: a proxied tier's Compose devcontainer cannot start here",
+                f"install {compose}",
+                tiers=("strict",),
+            )
+        )
     return out
 
 
@@ -158,20 +199,38 @@ def _leash(facts: Facts) -> list[Finding]:
     would only warn; `run --enforcer leash` refuses instead."""
     problems = []
     if "bpf" not in facts.lsm:
-        problems.append(("BPF LSM is not enabled (`bpf` missing from /sys/kernel/security/lsm)",
-                         "boot with lsm=...,bpf (CONFIG_BPF_LSM=y); Docker Desktop's kernel has none"))
+        problems.append(
+            (
+                "BPF LSM is not enabled (`bpf` missing from /sys/kernel/security/lsm)",
+                "boot with lsm=...,bpf (CONFIG_BPF_LSM=y); Docker Desktop's kernel has none",
+            )
+        )
     if facts.cgroup != 2:
-        problems.append(("cgroup v2 is not the only hierarchy (Leash's manager requires it)",
-                         "boot with systemd.unified_cgroup_hierarchy=1"))
+        problems.append(
+            (
+                "cgroup v2 is not the only hierarchy (Leash's manager requires it)",
+                "boot with systemd.unified_cgroup_hierarchy=1",
+            )
+        )
     if facts.rootless:
         problems.append(("a rootless engine cannot run Leash's privileged manager", "use a rootful engine"))
     if not facts.docker_cli:
-        problems.append(("Leash drives the docker CLI, which is not installed",
-                         "install docker (or point its CLI at podman's docker API)"))
+        problems.append(
+            (
+                "Leash drives the docker CLI, which is not installed",
+                "install docker (or point its CLI at podman's docker API)",
+            )
+        )
     findings = []
     if not facts.leash:
-        findings.append(Finding("Leash", MISSING, "the leash CLI is not installed: file, exec and per-host rules of "
-                                "the tiers are not enforced", "install Leash (nix build .#leash, or its release)"))
+        findings.append(
+            Finding(
+                "Leash",
+                MISSING,
+                "the leash CLI is not installed: file, exec and per-host rules of the tiers are not enforced",
+                "install Leash (nix build .#leash, or its release)",
+            )
+        )
     else:
         findings.append(Finding("Leash", OK, f"leash {facts.leash}"))
     findings += [Finding("Leash", MISSING, what, fix) for what, fix in problems]
@@ -185,8 +244,10 @@ def can_enforce_leash(facts: Facts) -> list[str]:
 
 def render(facts: Facts, findings: Sequence[Finding]) -> str:
     width = max(len(f.layer) for f in findings)
-    lines = [f"host: {facts.engine or 'no engine'} {facts.engine_version}, cgroup v{facts.cgroup or '1 (hybrid)'}, "
-             f"LSMs {','.join(facts.lsm) or 'unknown'}"]
+    lines = [
+        f"host: {facts.engine or 'no engine'} {facts.engine_version}, cgroup v{facts.cgroup or '1 (hybrid)'}, "
+        f"LSMs {','.join(facts.lsm) or 'unknown'}"
+    ]
     for f in findings:
         mark = {OK: "ok  ", DEGRADED: "WEAK", MISSING: "MISS"}[f.status]
         tiers = f" [{', '.join(f.tiers)}]" if f.tiers else ""

@@ -62,12 +62,14 @@ def find_repo(directory: Path) -> Repo:
     """The repository `directory` is in (any of its worktrees): InputError when there is none or it is bare."""
     if not directory.is_dir():
         raise InputError(f"{directory}: no such directory", Location("--repo"))
-    found = git(["rev-parse", "--path-format=absolute", "--git-common-dir", "--is-bare-repository"], cwd=directory,
-                check=False)
+    found = git(
+        ["rev-parse", "--path-format=absolute", "--git-common-dir", "--is-bare-repository"], cwd=directory, check=False
+    )
     if not found.ok:
         reason = found.err.strip().splitlines()[-1] if found.err.strip() else "not a git repository"
-        raise InputError(f"{directory} is not in a git repository ({reason.removeprefix('fatal: ')})",
-                         Location("--repo"))
+        raise InputError(
+            f"{directory} is not in a git repository ({reason.removeprefix('fatal: ')})", Location("--repo")
+        )
     common, bare = found.out.split()
     if bare == "true":
         raise InputError(f"{directory} is a bare repository: spawn needs one with a working tree", Location("--repo"))
@@ -89,8 +91,9 @@ def branch_exists(repo: Repo, branch: str) -> bool:
 
 def resolve(repo: Repo, ref: str) -> tuple[str, str]:
     """`ref` as (its full name, or the commit when it has none, e.g. HEAD detached; the commit)."""
-    commit = git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo.toplevel,
-                 check=False)
+    commit = git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo.toplevel, check=False
+    )
     if not commit.ok or ref.startswith("-"):
         raise InputError(f"{ref!r} is not a commit of {repo.toplevel}", Location("--from"))
     full = git(["rev-parse", "--symbolic-full-name", ref], cwd=repo.toplevel, check=False)
@@ -109,8 +112,19 @@ def worktree_dirty(repo: Repo, tree: Worktree) -> list[str]:
     without the submodules an agent might have planted."""
     if not tree.path.is_dir() or not tree.admin_dir.is_dir():
         return []
-    out = git(["--git-dir", str(tree.admin_dir), "--work-tree", str(tree.path), "status", "--porcelain",
-               "--ignore-submodules=all"], cwd=repo.toplevel, check=False)
+    out = git(
+        [
+            "--git-dir",
+            str(tree.admin_dir),
+            "--work-tree",
+            str(tree.path),
+            "status",
+            "--porcelain",
+            "--ignore-submodules=all",
+        ],
+        cwd=repo.toplevel,
+        check=False,
+    )
     return [line[3:] for line in out.out.splitlines() if line.strip()] if out.ok else []
 
 
@@ -127,8 +141,9 @@ def ahead(repo: Repo, base: str, branch: str) -> int:
 def only_on(repo: Repo, branch: str) -> int:
     """Commits that only `branch` has (no other branch, tag or remote-tracking branch): what deleting it drops."""
     # (--exclude's pattern is relative to refs/heads/ for --branches, and applies to it alone)
-    return count(repo, [f"refs/heads/{branch}", "--not", f"--exclude={branch}", "--branches", "--tags",
-                        "--remotes", "--"])
+    return count(
+        repo, [f"refs/heads/{branch}", "--not", f"--exclude={branch}", "--branches", "--tags", "--remotes", "--"]
+    )
 
 
 def last_commit_time(repo: Repo, branch: str) -> int | None:

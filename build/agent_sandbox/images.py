@@ -148,23 +148,46 @@ IMAGE_SCHEMA = Table(
 )
 DEVCONTAINER_REQUIRED = ("tier", "agents")
 
-CATALOG_SCHEMA = Table({
-    "sets": _named(("tools",), comment=_TEXT, tools=_NAMES),
-    "tools": _named(("nix", "check"), nix=_TEXT, nix_outputs=_NAMES, debian=_NAMES, check=_NAME, comment=_TEXT,
-                    note=_TEXT),
-    "agents": _named(("nix", "check"), nix=_TEXT, check=_NAME, comment=_TEXT, npm=_TEXT, pypi=_TEXT, unfree=Bool(),
-                     note=_TEXT, keys=_NAMES, providers=_NAMES),
-    "providers": _named(("host", "key", "header", "paths", "port"), host=_NAME, key=_NAME, header=_NAME,
-                        prefix=_TEXT, paths=_NAMES, port=Int(), comment=_TEXT),
-})
+CATALOG_SCHEMA = Table(
+    {
+        "sets": _named(("tools",), comment=_TEXT, tools=_NAMES),
+        "tools": _named(
+            ("nix", "check"), nix=_TEXT, nix_outputs=_NAMES, debian=_NAMES, check=_NAME, comment=_TEXT, note=_TEXT
+        ),
+        "agents": _named(
+            ("nix", "check"),
+            nix=_TEXT,
+            check=_NAME,
+            comment=_TEXT,
+            npm=_TEXT,
+            pypi=_TEXT,
+            unfree=Bool(),
+            note=_TEXT,
+            keys=_NAMES,
+            providers=_NAMES,
+        ),
+        "providers": _named(
+            ("host", "key", "header", "paths", "port"),
+            host=_NAME,
+            key=_NAME,
+            header=_NAME,
+            prefix=_TEXT,
+            paths=_NAMES,
+            port=Int(),
+            comment=_TEXT,
+        ),
+    }
+)
 
 DEFAULT_USER = "vscode"  # the defaults of nixlib/mk-agent-image.nix
 DEFAULT_ID = 1000
 MAX_ID = 2**31 - 1
 
 _IMAGE_NAME = Matches(re.compile(r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"), "image name (lower-case letters, digits, . _ -)")
-_REGISTRY = Matches(re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"),
-                    "registry (host[:port]/path, lower case)")
+_REGISTRY = Matches(
+    re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"),
+    "registry (host[:port]/path, lower case)",
+)
 _TAG = Matches(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"), "image tag (letters, digits, _ . -; up to 128)")
 _USER = Matches(re.compile(r"[a-z_][a-z0-9_-]*"), "user name")
 _SUITE = Matches(re.compile(r"[a-z][a-z0-9-]*"), "Debian suite")
@@ -189,8 +212,10 @@ def load_catalog(path: Path | None = None) -> Catalog:
             _ATTR_PATH(t["nix"], src.at("tools", name, "nix"))
         outputs = t.get("nix_outputs", [])
         if "nix_outputs" in t and (not t["nix"] or not outputs or len(set(outputs)) != len(outputs)):
-            raise InputError("nix_outputs: the outputs of the tool's `nix` attribute, at least one, each once",
-                             src.where("tools", name, "nix_outputs"))
+            raise InputError(
+                "nix_outputs: the outputs of the tool's `nix` attribute, at least one, each once",
+                src.where("tools", name, "nix_outputs"),
+            )
         for i, output in enumerate(outputs):
             _OUTPUT(output, src.at("tools", name, "nix_outputs", i))
         for i, package in enumerate(t.get("debian", [])):
@@ -212,10 +237,20 @@ def load_catalog(path: Path | None = None) -> Catalog:
         for i, prefix in enumerate(v["paths"]):
             _PATH_PREFIX(prefix, src.at("providers", name, "paths", i))
         if not 1024 < v["port"] < 65536 or v["port"] == 3128:
-            raise InputError(f"{v['port']}: the gateway's port is from 1025 to 65535, not 3128 (the proxy's)",
-                             src.where("providers", name, "port"))
-        providers[name] = Provider(name, v["host"], v["key"], v["header"], v.get("prefix", ""), tuple(v["paths"]),
-                                   v["port"], v.get("comment", ""))
+            raise InputError(
+                f"{v['port']}: the gateway's port is from 1025 to 65535, not 3128 (the proxy's)",
+                src.where("providers", name, "port"),
+            )
+        providers[name] = Provider(
+            name,
+            v["host"],
+            v["key"],
+            v["header"],
+            v.get("prefix", ""),
+            tuple(v["paths"]),
+            v["port"],
+            v.get("comment", ""),
+        )
     ports = [p.port for p in providers.values()]
     if len(set(ports)) != len(ports):
         raise InputError("two providers share a gateway port; give each its own", src.where("providers"))
@@ -223,8 +258,10 @@ def load_catalog(path: Path | None = None) -> Catalog:
     for name, a in data.get("agents", {}).items():
         for i, provider in enumerate(a.get("providers", [])):
             if provider not in providers:
-                raise InputError(f"unknown provider {provider!r}; add [providers.{provider}]",
-                                 src.where("agents", name, "providers", i))
+                raise InputError(
+                    f"unknown provider {provider!r}; add [providers.{provider}]",
+                    src.where("agents", name, "providers", i),
+                )
         if a["nix"]:
             _ATTR_PATH(a["nix"], src.at("agents", name, "nix"))
         agents[name] = Agent(
@@ -236,8 +273,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
             pypi=a.get("pypi", ""),
             unfree=a.get("unfree", False),
             note=a.get("note", ""),
-            keys=tuple(_ENV_NAME(k, src.at("agents", name, "keys", i))
-                       for i, k in enumerate(a.get("keys", []))),
+            keys=tuple(_ENV_NAME(k, src.at("agents", name, "keys", i)) for i, k in enumerate(a.get("keys", []))),
             providers=tuple(a.get("providers", [])),
         )
     sets: dict[str, tuple[str, ...]] = {}
@@ -278,8 +314,9 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         schema.require(data, DEVCONTAINER_REQUIRED, At(src))
         for key in ("entrypoint", "state_dirs"):
             if key in data:
-                raise InputError(f"a devcontainer image has no {key} (that is for service images); remove it",
-                                 src.where(key))
+                raise InputError(
+                    f"a devcontainer image has no {key} (that is for service images); remove it", src.where(key)
+                )
     else:
         schema.require(data, ("entrypoint",), At(src))
         for key in DEVCONTAINER_REQUIRED:
@@ -337,8 +374,7 @@ def load_image(ref: str | Path, catalog: Catalog | None = None) -> Image:
         path=path,
         role=role,
         entrypoint=tuple(data.get("entrypoint", ())),
-        state_dirs=tuple(_ABS_PATH(d, src.at("state_dirs", i))
-                         for i, d in enumerate(data.get("state_dirs", ()))),
+        state_dirs=tuple(_ABS_PATH(d, src.at("state_dirs", i)) for i, d in enumerate(data.get("state_dirs", ()))),
     )
 
 

@@ -48,12 +48,30 @@ def leash_version(exe: str) -> str:
     return found.group(1)
 
 
-def invocation(*, exe: str, version: str, image: str, command: Sequence[str], workspace: Path, state_dir: Path,
-               key_names: Sequence[str] = ()) -> Invocation:
+def invocation(
+    *,
+    exe: str,
+    version: str,
+    image: str,
+    command: Sequence[str],
+    workspace: Path,
+    state_dir: Path,
+    key_names: Sequence[str] = (),
+) -> Invocation:
     policy_file = state_dir / "leash.cedar"
     log_dir = state_dir / "leash-log"
-    argv = [exe, "--policy", str(policy_file), "--image", image, "--leash-image", f"{MANAGER_IMAGE}:v{version}",
-            "--listen=", "-e", "LEASH_DISABLE_TELEMETRY=1"]
+    argv = [
+        exe,
+        "--policy",
+        str(policy_file),
+        "--image",
+        image,
+        "--leash-image",
+        f"{MANAGER_IMAGE}:v{version}",
+        "--listen=",
+        "-e",
+        "LEASH_DISABLE_TELEMETRY=1",
+    ]
     for name in key_names:
         argv += ["-e", name]  # by name: leash reads the value from its own environment
     argv += ["--", *command]

@@ -187,8 +187,11 @@ def npm_manifest(agent: AgentLock) -> str:
     """The package.json `npm ci` installs the lockfile with: the lockfile's own root entry."""
     data = json.loads(agent.package_lock)
     root = (data.get("packages") or {}).get("", {})
-    manifest = {"name": root.get("name") or data.get("name"), "private": True,
-                "dependencies": root.get("dependencies", {})}
+    manifest = {
+        "name": root.get("name") or data.get("name"),
+        "private": True,
+        "dependencies": root.get("dependencies", {}),
+    }
     return json.dumps(manifest, indent=2) + "\n"
 
 
@@ -223,8 +226,10 @@ def requirements_text(agent: AgentLock) -> str:
     return "\n".join(lines) + "\n"
 
 
-_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
-                    r"-(?P<plat>[^-]+)\.whl$")
+_WHEEL = re.compile(
+    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
+    r"-(?P<plat>[^-]+)\.whl$"
+)
 
 
 def wheel_fits(filename: str, python: str, arches: Sequence[str] = ("x86_64", "aarch64")) -> bool:
@@ -241,17 +246,17 @@ def wheel_fits(filename: str, python: str, arches: Sequence[str] = ("x86_64", "a
     cp = f"cp{major}{minor}"
     py_ok = any(t in (f"py{major}", f"py{major}{minor}", cp) for t in pys)
     if "abi3" in abis:
-        py_ok = py_ok or any(t.startswith(f"cp{major}") and t[2:].isdigit() and int(t[3:] or 0) <= minor
-                             for t in pys)
+        py_ok = py_ok or any(t.startswith(f"cp{major}") and t[2:].isdigit() and int(t[3:] or 0) <= minor for t in pys)
     abi_ok = any(a in ("none", "abi3", cp) for a in abis)
-    plat_ok = "any" in plats or any(p.startswith(("manylinux", "linux_")) and p.endswith(tuple(arches))
-                                    for p in plats)
+    plat_ok = "any" in plats or any(p.startswith(("manylinux", "linux_")) and p.endswith(tuple(arches)) for p in plats)
     return py_ok and abi_ok and plat_ok
 
 
 # ------------------------------------------------------------------ integrity failures
-_NPM_EINTEGRITY = re.compile(r"(sha512-[A-Za-z0-9+/=]+) integrity checksum failed when using sha512: wanted "
-                             r"(sha512-[A-Za-z0-9+/=]+) but got (sha512-[A-Za-z0-9+/=]+)")
+_NPM_EINTEGRITY = re.compile(
+    r"(sha512-[A-Za-z0-9+/=]+) integrity checksum failed when using sha512: wanted "
+    r"(sha512-[A-Za-z0-9+/=]+) but got (sha512-[A-Za-z0-9+/=]+)"
+)
 _PIP_MISMATCH = re.compile(r"^\s+(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+) from (?P<url>\S+)( \(from .*\))?:?$")
 INTEGRITY_MARK = "@@agent-sandbox-integrity "  # printed by the agents script: <component> <wanted> <got>
 DEBIAN_MARK = "@@agent-sandbox-debian "  # printed by the base script: <package> <locked> <installed>
@@ -267,31 +272,39 @@ def integrity_failure(lines: Iterable[str], lock: Lock) -> str | None:
     lines = list(lines)
     for line in lines:
         if line.startswith(INTEGRITY_MARK):
-            component, wanted, got = (line[len(INTEGRITY_MARK):].split() + ["?", "?"])[:3]
-            return (f"integrity check failed: {component}: the download's sha512 is {got}, the lock says {wanted}; "
-                    "nothing was tagged")
+            component, wanted, got = (line[len(INTEGRITY_MARK) :].split() + ["?", "?"])[:3]
+            return (
+                f"integrity check failed: {component}: the download's sha512 is {got}, the lock says {wanted}; "
+                "nothing was tagged"
+            )
         if line.startswith(DEBIAN_MARK):
-            package, locked, installed = (line[len(DEBIAN_MARK):].split() + ["?", "?"])[:3]
-            return (f"Debian package {package}: the lock says {locked}, the mirror installed {installed} "
-                    f"(run `agent-sandbox lock {lock.image} --update debian`); nothing was tagged")
+            package, locked, installed = (line[len(DEBIAN_MARK) :].split() + ["?", "?"])[:3]
+            return (
+                f"Debian package {package}: the lock says {locked}, the mirror installed {installed} "
+                f"(run `agent-sandbox lock {lock.image} --update debian`); nothing was tagged"
+            )
         found = _NPM_EINTEGRITY.search(line)
         if found:
             wanted = found[2]
             for agent in lock.agents.values():
                 for e in npm_tree(agent.package_lock) if agent.registry == "npm" else []:
                     if e.integrity == wanted:
-                        return (f"integrity check failed: npm package {e.name}@{e.version} (agent {agent.name}): "
-                                f"the download is {found[3]}, the lock says {wanted}; nothing was tagged")
+                        return (
+                            f"integrity check failed: npm package {e.name}@{e.version} (agent {agent.name}): "
+                            f"the download is {found[3]}, the lock says {wanted}; nothing was tagged"
+                        )
             return f"integrity check failed: an npm package: the download is {found[3]}, the lock says {wanted}"
     for i, line in enumerate(lines):
         found = _PIP_MISMATCH.match(line)
-        if found and any("Expected sha256" in later for later in lines[i + 1:i + 3]):
+        if found and any("Expected sha256" in later for later in lines[i + 1 : i + 3]):
             for agent in lock.agents.values():
                 for p in agent.python:
                     if _normal(p.name) == _normal(found["name"]) and p.version == found["version"]:
-                        got = next((later.split()[-1] for later in lines[i + 1:i + 4] if "Got" in later), "?")
-                        return (f"integrity check failed: PyPI package {p.name}=={p.version} (agent {agent.name}): "
-                                f"the download's sha256 is {got}, not one the lock lists; nothing was tagged")
+                        got = next((later.split()[-1] for later in lines[i + 1 : i + 4] if "Got" in later), "?")
+                        return (
+                            f"integrity check failed: PyPI package {p.name}=={p.version} (agent {agent.name}): "
+                            f"the download's sha256 is {got}, not one the lock lists; nothing was tagged"
+                        )
     return None
 
 
@@ -313,8 +326,10 @@ def read_lock(path: Path, image: str) -> Lock | None:
     try:
         return _from_data(data, path, image)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"not a lock this version reads ({type(exc).__name__}: {exc}); "
-                         f"run `agent-sandbox lock {image} --update`", Location(path)) from None
+        raise InputError(
+            f"not a lock this version reads ({type(exc).__name__}: {exc}); run `agent-sandbox lock {image} --update`",
+            Location(path),
+        ) from None
 
 
 def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
@@ -323,8 +338,11 @@ def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
     node = None
     if "node" in data:
         n = data["node"]
-        builds = {arch: NpmArtifact(b["package"], n["version"], b["integrity"])
-                  for arch, b in n.items() if isinstance(b, Mapping)}
+        builds = {
+            arch: NpmArtifact(b["package"], n["version"], b["integrity"])
+            for arch, b in n.items()
+            if isinstance(b, Mapping)
+        }
         node = NodeLock(n["spec"], n["version"], builds)
     npm = None
     if "npm" in data:
@@ -336,13 +354,18 @@ def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
             lock_file = path.parent / a["package_lock"]
             text = read_user_file(lock_file)
             if sha256_text(text) != a["package_lock_sha256"]:
-                raise InputError(f"{lock_file.name} is not the lockfile lock.toml names (its sha256 differs); "
-                                 f"run `agent-sandbox lock {image} --update {name}`", where)
+                raise InputError(
+                    f"{lock_file.name} is not the lockfile lock.toml names (its sha256 differs); "
+                    f"run `agent-sandbox lock {image} --update {name}`",
+                    where,
+                )
             agent = AgentLock(name, "npm", a["package"], a["version"], a["integrity"], text)
             check_package_lock(agent, where)
         elif a["registry"] == "pypi":
-            python = tuple(PythonPackage(pkg, p["version"], dict(p["wheels"]))
-                           for pkg, p in sorted((a.get("python") or {}).items()))
+            python = tuple(
+                PythonPackage(pkg, p["version"], dict(p["wheels"]))
+                for pkg, p in sorted((a.get("python") or {}).items())
+            )
             agent = AgentLock(name, "pypi", a["package"], a["version"], python=python)
             if not any(_normal(p.name) == _normal(agent.package) and p.version == agent.version for p in python):
                 raise InputError(f"{name}'s packages do not include {agent.package}=={agent.version}", where)
@@ -352,8 +375,10 @@ def _from_data(data: Mapping[str, Any], path: Path, image: str) -> Lock:
         else:
             raise ValueError(f"agents.{name}: unknown registry {a['registry']!r}")
         agents[name] = agent
-    debian = {arch: DebianLock(d["suite"], arch, dict(d["packages"]), tuple(d.get("include", ())))
-              for arch, d in (data.get("debian") or {}).items()}
+    debian = {
+        arch: DebianLock(d["suite"], arch, dict(d["packages"]), tuple(d.get("include", ())))
+        for arch, d in (data.get("debian") or {}).items()
+    }
     return Lock(str(data.get("image", image)), node, npm, agents, debian)
 
 
@@ -419,8 +444,11 @@ def render(lock: Lock, path: Path) -> tuple[str, dict[str, str]]:
     debian = tomlkit.table(is_super_table=True)
     for arch, d in sorted(lock.debian.items()):
         t = tomlkit.table()
-        t.add(tomlkit.comment("what mmdebstrap resolved from the mirror; the build checks the base layer holds exactly"
-                              " these"))
+        t.add(
+            tomlkit.comment(
+                "what mmdebstrap resolved from the mirror; the build checks the base layer holds exactly these"
+            )
+        )
         t.add("suite", d.suite)
         include = tomlkit.array()
         include.extend(d.include)
@@ -440,9 +468,12 @@ def is_written(lock: Lock, path: Path) -> bool:
     """Whether `path` and its lockfiles already hold exactly `lock`, as `write_lock` would write it."""
     text, files = render(lock, path)
     on_disk = sorted(p.name for p in (path.parent / PACKAGE_LOCKS).glob("*.json"))
-    return (path.is_file() and path.read_text(encoding="utf-8") == text
-            and on_disk == sorted(Path(rel).name for rel in files)
-            and all((path.parent / rel).read_text(encoding="utf-8") == content for rel, content in files.items()))
+    return (
+        path.is_file()
+        and path.read_text(encoding="utf-8") == text
+        and on_disk == sorted(Path(rel).name for rel in files)
+        and all((path.parent / rel).read_text(encoding="utf-8") == content for rel, content in files.items())
+    )
 
 
 def write_lock(lock: Lock, path: Path) -> None:
@@ -515,5 +546,8 @@ def diff(old: Lock | None, new: Lock) -> list[str]:
 def only_changed(old: Lock, new: Lock, names: Sequence[str]) -> bool:
     """Whether `new` differs from `old` in the named components only (what `lock --update NAME` promises)."""
     a, b = components(old), components(new)
-    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in names and not
-               (k.startswith("debian/") and "debian" in names))
+    return all(
+        a.get(k) == b.get(k)
+        for k in set(a) | set(b)
+        if k not in names and not (k.startswith("debian/") and "debian" in names)
+    )

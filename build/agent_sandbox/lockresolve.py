@@ -166,11 +166,24 @@ class Registries:
             empty.write_text("")
             empty_global.write_text("")
             ca = registry_ca(self.env)
-            argv = [npm, "install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund",
-                    "--save-exact", "--lockfile-version=3", "--omit-lockfile-registry-resolved=false",
-                    f"--registry={npm_registry(self.env)}", f"--userconfig={empty}", f"--globalconfig={empty_global}",
-                    "--loglevel=error", "--update-notifier=false", *([f"--cafile={ca}"] if ca else []),
-                    f"{package}@{version}"]
+            argv = [
+                npm,
+                "install",
+                "--package-lock-only",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                "--lockfile-version=3",
+                "--omit-lockfile-registry-resolved=false",
+                f"--registry={npm_registry(self.env)}",
+                f"--userconfig={empty}",
+                f"--globalconfig={empty_global}",
+                "--loglevel=error",
+                "--update-notifier=false",
+                *([f"--cafile={ca}"] if ca else []),
+                f"{package}@{version}",
+            ]
             process.run(argv, cwd=str(work), timeout=600)
             return (work / "package-lock.json").read_text(encoding="utf-8")
         finally:
@@ -187,11 +200,29 @@ class Registries:
             major, minor = python.split(".")[:2]
             platforms = [f"manylinux_2_{n}_x86_64" for n in range(36, 16, -1)]
             platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
-            argv = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--dry-run",
-                    "--ignore-installed", "--quiet", "--report", str(work / "report.json"), "--only-binary=:all:",
-                    f"--python-version={major}.{minor}", "--implementation=cp", f"--abi=cp{major}{minor}",
-                    *(f"--platform={p}" for p in platforms), "--target", str(work / "target"),
-                    f"--index-url={pypi_index(self.env)}", *([f"--cert={ca}"] if ca else []), requirement]
+            argv = [
+                sys.executable,
+                "-m",
+                "pip",
+                "--isolated",
+                "--disable-pip-version-check",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(work / "report.json"),
+                "--only-binary=:all:",
+                f"--python-version={major}.{minor}",
+                "--implementation=cp",
+                f"--abi=cp{major}{minor}",
+                *(f"--platform={p}" for p in platforms),
+                "--target",
+                str(work / "target"),
+                f"--index-url={pypi_index(self.env)}",
+                *([f"--cert={ca}"] if ca else []),
+                requirement,
+            ]
             process.run(argv, timeout=900)
             report = json.loads((work / "report.json").read_text(encoding="utf-8"))
         finally:
@@ -226,8 +257,10 @@ class Registries:
         files = self.pypi_files(name, version)
         wheels = {f: h for f, h in files.items() if f.endswith(".whl") and wheel_fits(f, python, WHEEL_ARCHES)}
         if filename not in files or (digest and files[filename] != digest):
-            raise CommandFailed(f"PyPI package {name}=={version}: pip chose {filename}, which PyPI's JSON API "
-                                "does not list with that sha256")
+            raise CommandFailed(
+                f"PyPI package {name}=={version}: pip chose {filename}, which PyPI's JSON API "
+                "does not list with that sha256"
+            )
         wheels[filename] = files[filename]
         return PythonPackage(name, version, wheels)
 
@@ -242,10 +275,16 @@ class Registries:
         try:
             script = work / "setup.sh"
             script.write_text("true\n")
-            argv = mmdebstrap_argv(suite=image.debian_suite, variant=dp.MMDEBSTRAP_VARIANT,
-                                   packages=dp.debian_packages(image, catalog),
-                                   sources=dp.mmdebstrap_sources(image.debian_suite), apt_options=dp.APT_OPTIONS,
-                                   dpkg_options=dp.DPKG_OPTIONS, script_path=script, output=Path("/dev/null"))
+            argv = mmdebstrap_argv(
+                suite=image.debian_suite,
+                variant=dp.MMDEBSTRAP_VARIANT,
+                packages=dp.debian_packages(image, catalog),
+                sources=dp.mmdebstrap_sources(image.debian_suite),
+                apt_options=dp.APT_OPTIONS,
+                dpkg_options=dp.DPKG_OPTIONS,
+                script_path=script,
+                output=Path("/dev/null"),
+            )
             argv = [exe, "--simulate", "--verbose", *argv[1:]]
             result = process.run(argv, timeout=600)
         finally:
@@ -283,8 +322,9 @@ def parse_updates(names: Sequence[str], known: Sequence[str]) -> dict[str, str |
     for item in names:
         name, sep, version = item.partition("=")
         if name not in known:
-            raise InputError(f"nothing called {name!r} in this image's lock; known: {', '.join(known)}",
-                             Location("--update"))
+            raise InputError(
+                f"nothing called {name!r} in this image's lock; known: {', '.join(known)}", Location("--update")
+            )
         if sep and (not version or name == "debian"):
             raise InputError(f"{item!r}: expected NAME or NAME=VERSION", Location("--update"))
         out[name] = version or None
@@ -384,8 +424,9 @@ def missing(image: Image, catalog: Catalog, lock: Lock | None, arch: str) -> lis
         out.append("npm")
     for name in lockable_agents(image, catalog):
         entry, locked = catalog.agents[name], lock.agents.get(name)
-        if locked is None or (locked.registry, locked.package) != (("npm", entry.npm) if entry.npm else
-                                                                    ("pypi", entry.pypi)):
+        if locked is None or (locked.registry, locked.package) != (
+            ("npm", entry.npm) if entry.npm else ("pypi", entry.pypi)
+        ):
             out.append(name)
     d = lock.debian.get(arch)
     if d is None or d.suite != image.debian_suite or d.include != dp.debian_packages(image, catalog):
@@ -401,8 +442,9 @@ class Finding:
     message: str
 
 
-def check_lock(lock: Lock, image: Image, catalog: Catalog, *, registries: Registries, arch: str,
-               debian: bool = True) -> list[Finding]:
+def check_lock(
+    lock: Lock, image: Image, catalog: Catalog, *, registries: Registries, arch: str, debian: bool = True
+) -> list[Finding]:
     """Whether the registries still serve exactly what the lock says: every npm package's `dist.integrity` (node,
     npm, every package of every agent's tree), every PyPI wheel's sha256, and (`debian`) the versions the mirror
     resolves for this architecture."""
@@ -423,8 +465,9 @@ def check_lock(lock: Lock, image: Image, catalog: Catalog, *, registries: Regist
         except (CommandFailed, InputError) as exc:
             return Finding(component, False, f"{package}@{version}: {exc}")
         if served != integrity:
-            return Finding(component, False, f"{package}@{version}: the registry serves {served}, the lock says "
-                                             f"{integrity}")
+            return Finding(
+                component, False, f"{package}@{version}: the registry serves {served}, the lock says {integrity}"
+            )
         return Finding(component, True, f"{package}@{version}")
 
     def pypi_job(job: tuple[str, PythonPackage]) -> Finding:
@@ -435,8 +478,9 @@ def check_lock(lock: Lock, image: Image, catalog: Catalog, *, registries: Regist
             return Finding(component, False, f"{p.name}=={p.version}: {exc}")
         wrong = [f for f, h in p.wheels.items() if served.get(f) != h]
         if wrong:
-            return Finding(component, False, f"{p.name}=={p.version}: PyPI no longer serves {wrong[0]} with the "
-                                             "lock's sha256")
+            return Finding(
+                component, False, f"{p.name}=={p.version}: PyPI no longer serves {wrong[0]} with the lock's sha256"
+            )
         return Finding(component, True, f"{p.name}=={p.version}")
 
     pypi = [(agent.name, p) for agent in lock.agents.values() for p in agent.python]
@@ -446,8 +490,16 @@ def check_lock(lock: Lock, image: Image, catalog: Catalog, *, registries: Regist
     if debian and arch in lock.debian:
         served = registries.debian(image, catalog, arch)
         locked = lock.debian[arch].packages
-        moved = [f"{n} {locked.get(n, '(none)')} → {served.get(n, '(none)')}"
-                 for n in sorted(set(locked) | set(served)) if locked.get(n) != served.get(n)]
-        findings.append(Finding(f"debian/{arch}", not moved,
-                                f"{len(locked)} packages" if not moved else "the mirror moved: " + ", ".join(moved)))
+        moved = [
+            f"{n} {locked.get(n, '(none)')} → {served.get(n, '(none)')}"
+            for n in sorted(set(locked) | set(served))
+            if locked.get(n) != served.get(n)
+        ]
+        findings.append(
+            Finding(
+                f"debian/{arch}",
+                not moved,
+                f"{len(locked)} packages" if not moved else "the mirror moved: " + ", ".join(moved),
+            )
+        )
     return findings

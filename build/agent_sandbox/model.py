@@ -6,10 +6,10 @@ Derived facts (network mode, read-only root, workspace mount mode) are propertie
 from __future__ import annotations
 
 import enum
-from typing import Any
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -24,12 +24,47 @@ CAPABILITY_BITS: Mapping[str, int] = MappingProxyType(
         name: bit
         for bit, name in enumerate(
             (
-                "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-                "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK",
-                "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN",
-                "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-                "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND",
-                "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "DAC_READ_SEARCH",
+                "FOWNER",
+                "FSETID",
+                "KILL",
+                "SETGID",
+                "SETUID",
+                "SETPCAP",
+                "LINUX_IMMUTABLE",
+                "NET_BIND_SERVICE",
+                "NET_BROADCAST",
+                "NET_ADMIN",
+                "NET_RAW",
+                "IPC_LOCK",
+                "IPC_OWNER",
+                "SYS_MODULE",
+                "SYS_RAWIO",
+                "SYS_CHROOT",
+                "SYS_PTRACE",
+                "SYS_PACCT",
+                "SYS_ADMIN",
+                "SYS_BOOT",
+                "SYS_NICE",
+                "SYS_RESOURCE",
+                "SYS_TIME",
+                "SYS_TTY_CONFIG",
+                "MKNOD",
+                "LEASE",
+                "AUDIT_WRITE",
+                "AUDIT_CONTROL",
+                "SETFCAP",
+                "MAC_OVERRIDE",
+                "MAC_ADMIN",
+                "SYSLOG",
+                "WAKE_ALARM",
+                "BLOCK_SUSPEND",
+                "AUDIT_READ",
+                "PERFMON",
+                "BPF",
+                "CHECKPOINT_RESTORE",
             )
         )
     }

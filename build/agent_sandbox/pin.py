@@ -100,8 +100,9 @@ def _set_hash_comment(table: Table, hex_: str) -> None:
             return
 
 
-def pin(path: Path, names: Sequence[str] = (), *, version: str | None = None,
-        prefetch: NixPrefetch | None = None) -> list[str]:
+def pin(
+    path: Path, names: Sequence[str] = (), *, version: str | None = None, prefetch: NixPrefetch | None = None
+) -> list[str]:
     """Hash every download of the named sources (at `version`: the old version in each URL replaced) and write
     them into `path`. Returns one line per change. Refuses a hash that changed under an unchanged version."""
     doc = load(path)
@@ -117,8 +118,10 @@ def pin(path: Path, names: Sequence[str] = (), *, version: str | None = None,
         hashed = fetch.hash_url(url)
         same_version = version is None or version == old_version
         if same_version and url == p.url and p.hash and hashed.sri != p.hash:
-            raise CommandFailed(f"{p.source} {old_version} for {p.system}: the download's hash changed "
-                                f"({p.hash} -> {hashed.sri}) under the same version; {path} is unchanged")
+            raise CommandFailed(
+                f"{p.source} {old_version} for {p.system}: the download's hash changed "
+                f"({p.hash} -> {hashed.sri}) under the same version; {path} is unchanged"
+            )
         entry = table[p.system]
         if url != p.url:
             entry["url"] = url
@@ -141,6 +144,8 @@ def check(path: Path, names: Sequence[str] = (), *, prefetch: NixPrefetch | None
     for p in pins(load(path), path, names):
         hashed = fetch.hash_url(p.url)
         if hashed.sri != p.hash:
-            raise CommandFailed(f"{p.source} {p.system}: {p.url} now hashes to {hashed.sri}, pinned {p.hash or '(none)'}")
+            raise CommandFailed(
+                f"{p.source} {p.system}: {p.url} now hashes to {hashed.sri}, pinned {p.hash or '(none)'}"
+            )
         lines.append(f"{p.source} {p.system}: ok ({p.hash})")
     return lines

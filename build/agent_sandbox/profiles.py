@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import model, schema
 from .errors import InputError, Location
@@ -37,8 +38,9 @@ def _section(**fields: Kind) -> Table:
     return Table(fields, appends=True)
 
 
-MOUNT = Table({"source": Str(), "target": Str(), "readonly": Bool()}, required=("source", "target"),
-              defaults={"readonly": True})
+MOUNT = Table(
+    {"source": Str(), "target": Str(), "readonly": Bool()}, required=("source", "target"), defaults={"readonly": True}
+)
 
 SCHEMA = _section(
     name=_TEXT,
@@ -61,8 +63,11 @@ SCHEMA = _section(
         tmpfs=_STRINGS,
         scratch=_STRINGS,
         mounts=ListOf(Located(MOUNT), what="a list of {source, target, readonly} mappings"),
-        env=MapOf(Located(Str(numbers=True)), names=Matches(re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
-                  "environment variable name"), what="a mapping of NAME: value"),
+        env=MapOf(
+            Located(Str(numbers=True)),
+            names=Matches(re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "environment variable name"),
+            what="a mapping of NAME: value",
+        ),
     ),
 )
 NOT_INHERITED = ("name", "version", "description", "inherits")
@@ -132,7 +137,9 @@ def parse_host(text: str, where: Location) -> model.HostRule:
     if "/" in raw:
         raise InputError(f"{text!r}: CIDR ranges are not supported (Leash matches single hosts); list hosts", where)
     if raw.startswith("[") or raw.count(":") > 1:
-        raise InputError(f"{text!r}: IPv6 literals are not supported (Leash enforces IPv4 only); use a host name", where)
+        raise InputError(
+            f"{text!r}: IPv6 literals are not supported (Leash enforces IPv4 only); use a host name", where
+        )
     host, port = raw, None
     if ":" in raw:
         host, port_text = raw.rsplit(":", 1)
@@ -251,14 +258,18 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
     try:
         level = model.AuditLevel(level_val)
     except ValueError:
-        choices = ", ".join(l.value for l in model.AuditLevel)
-        raise InputError(f"{level_val!r}: audit level is one of {choices}", _where(doc, "audit", "level", path)) from None
+        choices = ", ".join(level.value for level in model.AuditLevel)
+        raise InputError(
+            f"{level_val!r}: audit level is one of {choices}", _where(doc, "audit", "level", path)
+        ) from None
     output = _scalar(doc, "audit", "output", model.Audit().output)
     parse_path(output, _where(doc, "audit", "output", path), home)
 
     container = model.Container(
         user=user,
-        cap_drop=_each(_values(doc, "container", "cap_drop"), cap) if "cap_drop" in doc.get("container", {}) else defaults.cap_drop,
+        cap_drop=_each(_values(doc, "container", "cap_drop"), cap)
+        if "cap_drop" in doc.get("container", {})
+        else defaults.cap_drop,
         cap_add=_each(_values(doc, "container", "cap_add"), added_cap),
         no_new_privileges=_scalar(doc, "container", "no_new_privileges", defaults.no_new_privileges),
         user_namespaces=_scalar(doc, "container", "user_namespaces", defaults.user_namespaces),
@@ -266,7 +277,9 @@ def build_profile(doc: dict[str, Any], lineage: tuple[str, ...], path: Path) -> 
         memory_bytes=parse_size(memory.value, memory.where) if memory else None,
         cpus=float(cpus.value) if cpus else None,
         pids=int(pids.value) if pids else None,
-        tmpfs=_each(_values(doc, "container", "tmpfs"), abs_dir) if "tmpfs" in doc.get("container", {}) else defaults.tmpfs,
+        tmpfs=_each(_values(doc, "container", "tmpfs"), abs_dir)
+        if "tmpfs" in doc.get("container", {})
+        else defaults.tmpfs,
         scratch=_each(_values(doc, "container", "scratch"), abs_dir),
         mounts=tuple(
             model.Mount(v.value["source"], parse_path(v.value["target"], v.where, home).path, v.value["readonly"])

@@ -116,9 +116,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def session(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     from .conformance.session import open_session
 
-    state = open_session(_option(pytestconfig, "--engine", "AGENT_SANDBOX_ENGINE"), image_ref(pytestconfig),
-                         named=image_given(pytestconfig), description=description_name(pytestconfig),
-                         base=tmp_path_factory.mktemp("conformance"))
+    state = open_session(
+        _option(pytestconfig, "--engine", "AGENT_SANDBOX_ENGINE"),
+        image_ref(pytestconfig),
+        named=image_given(pytestconfig),
+        description=description_name(pytestconfig),
+        base=tmp_path_factory.mktemp("conformance"),
+    )
     try:
         yield state
     finally:

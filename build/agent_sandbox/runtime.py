@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -21,11 +20,11 @@ from typing import Any, Self
 import attrs
 
 from . import egress
+from .compilers.gateway import keys_file
 from .compilers.runargs import api_key_vars, missing_mounts
 from .engine import Engine, detect_engine, is_internal
 from .errors import CommandFailed, EnvironmentProblem, InputError
 from .fsutil import atomic_write
-from .compilers.gateway import keys_file
 from .images import Provider
 from .model import Profile
 from .sandbox import (
@@ -102,8 +101,9 @@ class Sandbox:
         result = self.engine.run(args, timeout=timeout, check=False)
         return result.code, result.out, result.err
 
-    def exec_argv(self, command: Sequence[str], *, tty: bool, env_names: Sequence[str] = (),
-                  workdir: str | None = None) -> list[str]:
+    def exec_argv(
+        self, command: Sequence[str], *, tty: bool, env_names: Sequence[str] = (), workdir: str | None = None
+    ) -> list[str]:
         """`<engine> exec` of `command` in the agent container, attached to this terminal (`-i`, `-t` with a TTY).
         `env_names` are forwarded by name: their values come from the engine's environment, never argv."""
         argv = self.engine.argv("exec", "--interactive")
@@ -158,15 +158,17 @@ def warn_stderr(message: str) -> None:
     print(f"agent-sandbox: warning: {message}", file=sys.stderr, flush=True)
 
 
-def skipped_mount_warnings(profile: Profile, host_env: Mapping[str, str],
-                           exists: Callable[[str], bool] = os.path.exists) -> tuple[tuple[str, ...], list[str]]:
+def skipped_mount_warnings(
+    profile: Profile, host_env: Mapping[str, str], exists: Callable[[str], bool] = os.path.exists
+) -> tuple[tuple[str, ...], list[str]]:
     """The targets of tier mounts whose host source is missing, and a warning for each: such a mount is left out
     (trusted's ~/.gitconfig and ~/.ssh on a host that has none), not a failed start."""
     targets, warnings = [], []
     for mount, source in missing_mounts(profile, host_env, exists):
         targets.append(mount.target)
-        warnings.append(f"profile {profile.name}: {source} does not exist on this host: not mounting it at "
-                        f"{mount.target}")
+        warnings.append(
+            f"profile {profile.name}: {source} does not exist on this host: not mounting it at {mount.target}"
+        )
     return tuple(targets), warnings
 
 
@@ -194,8 +196,10 @@ def ensure_outbound_network(engine: Engine, name: str) -> None:
     if found.ok:
         info = json.loads(found.out)
         if is_internal(info[0] if isinstance(info, list) and info else info):
-            raise EnvironmentProblem(f"network {name} is internal: the egress proxy needs a routed network there "
-                                     f"(remove it: {engine.name} network rm {name})")
+            raise EnvironmentProblem(
+                f"network {name} is internal: the egress proxy needs a routed network there "
+                f"(remove it: {engine.name} network rm {name})"
+            )
         return
     result = engine.run(["network", "create", name], check=False)
     if not result.ok and not engine.network_exists(name):  # (created concurrently by another start: fine)
@@ -229,22 +233,29 @@ def check_start(engine: Engine, request: Request, *, engine_checked: bool = Fals
     images = [request.image] + ([request.proxy_image] if request.proxied else [])
     if not engine.run(["image", "inspect", "--format", "{{.Id}}", *images], check=False).ok:  # one call when all exist
         if not engine.image_exists(request.image):
-            raise EnvironmentProblem(f"image {request.image} is not in {engine.name}'s storage: build or load it "
-                                     "first (`agent-sandbox build`)")
+            raise EnvironmentProblem(
+                f"image {request.image} is not in {engine.name}'s storage: build or load it "
+                "first (`agent-sandbox build`)"
+            )
         check_proxy_image(engine, request.proxy_image)
-    taken = engine.existing(containers=[c for c in (plan.container, plan.proxy) if c],
-                            networks=[plan.network] if plan.network else [])
+    taken = engine.existing(
+        containers=[c for c in (plan.container, plan.proxy) if c], networks=[plan.network] if plan.network else []
+    )
     if taken:
         name = sorted(taken)[0]
-        raise InputError(f"{name} exists already (a container or network of that name): choose another --name, or "
-                         f"remove it (agent-sandbox rm {request.name})")
+        raise InputError(
+            f"{name} exists already (a container or network of that name): choose another --name, or "
+            f"remove it (agent-sandbox rm {request.name})"
+        )
 
 
 def check_proxy_image(engine: Engine, ref: str = egress.PROXY_IMAGE) -> None:
     """The egress proxy image is in the engine's storage (EnvironmentProblem, saying how to build it, if not)."""
     if not engine.image_exists(ref):
-        raise EnvironmentProblem(f"the egress proxy image {ref} is not in {engine.name}'s storage: build it "
-                                 f"(`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)")
+        raise EnvironmentProblem(
+            f"the egress proxy image {ref} is not in {engine.name}'s storage: build it "
+            f"(`agent-sandbox build {egress.PROXY_IMAGE_NAME} --backend debian`)"
+        )
 
 
 def start_sandbox(
@@ -291,12 +302,26 @@ def start_sandbox(
     env = dict(os.environ if host_env is None else host_env)
     skip, warnings = skipped_mount_warnings(profile, env)
     request = Request(
-        image, profile, Path(workspace).absolute(), name, eng.name,
-        state_dir or sandbox_state_dir(name, env), uid, gid, host_env=env,
+        image,
+        profile,
+        Path(workspace).absolute(),
+        name,
+        eng.name,
+        state_dir or sandbox_state_dir(name, env),
+        uid,
+        gid,
+        host_env=env,
         proxy_image=proxy_image or egress.PROXY_IMAGE,
-        outbound_network=outbound_network, ca_bundle=ca_bundle, proxy_hosts=tuple(proxy_hosts),
-        env=tuple(extra_env), gateway=tuple(gateway), skip_mounts=skip, mounts=tuple(mounts), own_network=own_network,
-        adjust=adjust, network_adjust=network_adjust,
+        outbound_network=outbound_network,
+        ca_bundle=ca_bundle,
+        proxy_hosts=tuple(proxy_hosts),
+        env=tuple(extra_env),
+        gateway=tuple(gateway),
+        skip_mounts=skip,
+        mounts=tuple(mounts),
+        own_network=own_network,
+        adjust=adjust,
+        network_adjust=network_adjust,
         proxy_conf_adjust=proxy_conf_adjust,
     )
     check_start(eng, request, engine_checked=engine_checked)
@@ -334,9 +359,10 @@ def start_sandbox(
 # Run inside the agent container (bash, no other tool): until the proxy answers a request for its readiness name
 # (refused, and never logged: compilers/squid.py), which proves Squid listens *and* the agent reaches it.
 PROXY_PROBE = (
-    "until exec 3<>/dev/tcp/{host}/{port} && printf 'GET http://{name}/ HTTP/1.0\\r\\n\\r\\n' >&3 "
+    f"until exec 3<>/dev/tcp/{egress.PROXY_HOST}/{egress.PROXY_PORT} "
+    f"&& printf 'GET http://{egress.READINESS_NAME}/ HTTP/1.0\\r\\n\\r\\n' >&3 "
     "&& read -r status <&3 && [[ $status == HTTP/*' 403 '* ]]; do exec 3<&-; sleep 0.05; done 2>/dev/null"
-).format(host=egress.PROXY_HOST, port=egress.PROXY_PORT, name=egress.READINESS_NAME)
+)
 
 
 def wait_for_proxy(box: Sandbox, timeout: float) -> None:
@@ -356,7 +382,8 @@ def proxy_unreachable(box: Sandbox, err: str) -> None:
     why = (
         "Squid listens but the agent cannot reach it: traffic inside the sandbox network is dropped (on a host "
         "where dockerd set the FORWARD policy to DROP, run scripts/setup-host.sh; see docs/egress.md)"
-        if listening else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
+        if listening
+        else f"Squid did not start: {box.logs(proxy).strip()[-400:]}"
     )
     raise EnvironmentProblem(f"the egress proxy of {box.name} is not reachable: {why} {err.strip()[-200:]}")
 
@@ -393,8 +420,17 @@ def run_once(
 
     Returns its exit code, its final inspect `State` and its output; the sandbox is removed whatever happens.
     """
-    with start_sandbox(image, profile, engine=engine, workspace=workspace, host_env=host_env, uid=uid, gid=gid,
-                       adjust=adjust, command=command) as box:
+    with start_sandbox(
+        image,
+        profile,
+        engine=engine,
+        workspace=workspace,
+        host_env=host_env,
+        uid=uid,
+        gid=gid,
+        adjust=adjust,
+        command=command,
+    ) as box:
         result = box.engine.run(["wait", box.name], timeout=timeout, check=False)
         if not result.ok:
             raise CommandFailed(f"`{box.engine.name} wait {box.name}` failed")
@@ -446,4 +482,3 @@ def without_flags(*prefixes: str) -> Callable[[list[str]], list[str]]:
         return [f for f in flags if not f.startswith(prefixes)]
 
     return adjust
-

@@ -28,9 +28,9 @@ from pathlib import Path
 import attrs
 
 from . import egress
+from .compilers.gateway import KEYS_FILE
 from .compilers.runargs import run_args
 from .compilers.seccomp import seccomp_json
-from .compilers.gateway import KEYS_FILE
 from .compilers.squid import render_squid
 from .engine import ENGINES
 from .errors import InputError
@@ -65,8 +65,10 @@ def check_name(name: str) -> str:
     import re
 
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,55}", name):
-        raise InputError(f"{name!r}: a sandbox name is letters, digits, '_', '.' and '-' (at most 56), "
-                         "starting with a letter or digit")
+        raise InputError(
+            f"{name!r}: a sandbox name is letters, digits, '_', '.' and '-' (at most 56), "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -209,10 +211,16 @@ class Plan:
         """The proxy starts on the routed network (its resolver is that network's) and joins the sandbox's next."""
         assert self.proxy is not None
         req = self.request
-        argv = ["run", "--detach", f"--name={self.proxy}", *self.label(PROXY_ROLE), *egress.PROXY_FLAGS,
-                f"--network={req.outbound_network}",
-                f"--mount=type=bind,source={self.squid_conf},target={egress.PROXY_CONFIG},readonly",
-                f"--mount=type=bind,source={self.log_dir},target={egress.PROXY_LOG_DIR}"]
+        argv = [
+            "run",
+            "--detach",
+            f"--name={self.proxy}",
+            *self.label(PROXY_ROLE),
+            *egress.PROXY_FLAGS,
+            f"--network={req.outbound_network}",
+            f"--mount=type=bind,source={self.squid_conf},target={egress.PROXY_CONFIG},readonly",
+            f"--mount=type=bind,source={self.log_dir},target={egress.PROXY_LOG_DIR}",
+        ]
         argv += [f"--add-host={host}:{address}" for host, address in req.proxy_hosts]
         if req.ca_bundle is not None:  # the gateway verifies the providers' TLS with it
             argv.append(f"--mount=type=bind,source={req.ca_bundle},target={SYSTEM_CA},readonly")
@@ -226,8 +234,16 @@ class Plan:
         """The agent container: the profile's flags, then the keep-alive entrypoint (or `command`), detached."""
         req = self.request
         seccomp = str(self.seccomp_file) if self.seccomp_text is not None else None
-        flags = run_args(req.profile, workspace=str(req.workspace), host_env=dict(req.host_env), uid=req.uid,
-                         gid=req.gid, network=self.network, seccomp=seccomp, skip_mounts=req.skip_mounts)
+        flags = run_args(
+            req.profile,
+            workspace=str(req.workspace),
+            host_env=dict(req.host_env),
+            uid=req.uid,
+            gid=req.gid,
+            network=self.network,
+            seccomp=seccomp,
+            skip_mounts=req.skip_mounts,
+        )
         flags += [mount.flag for mount in req.mounts]
         if req.adjust is not None:
             flags = req.adjust(list(flags))
@@ -273,8 +289,18 @@ def sandbox_command(
     proxy_address: str | None = "10.0.0.2",
 ) -> list[str]:
     """The complete `<engine> run ...` argv of a sandbox's agent container (pure; for docs, tests and benches)."""
-    request = Request(image, profile, Path(workspace), name, engine, Path("/nonexistent"), uid, gid,
-                      host_env=dict(host_env or {}), adjust=adjust)
+    request = Request(
+        image,
+        profile,
+        Path(workspace),
+        name,
+        engine,
+        Path("/nonexistent"),
+        uid,
+        gid,
+        host_env=dict(host_env or {}),
+        adjust=adjust,
+    )
     return [engine, *Plan(request).agent_run(proxy_address if request.proxied else None, command=command)]
 
 
@@ -284,7 +310,11 @@ def state_root(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("AGENT_SANDBOX_STATE"):
         return Path(env["AGENT_SANDBOX_STATE"])
-    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
+    base = (
+        Path(env["XDG_STATE_HOME"])
+        if env.get("XDG_STATE_HOME")
+        else Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
+    )
     return base / "agent-sandbox"
 
 

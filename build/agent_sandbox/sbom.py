@@ -7,8 +7,9 @@ mount`; docker: an exported container), with the catalogers Syft uses for images
 
 The document is made reproducible: the name is the image's reference, the namespace is derived from the image's
 cache key (the same inputs give the same key), and `created` is SOURCE_DATE_EPOCH when set, else the commit time of
-the image's revision, else its `created` label. `compare_with_lock` (pure) says where the SBOM and the lock disagree: an agent, Node, npm or a
-package of an agent's tree at another version, or a Debian package the lock does not list at that version.
+the image's revision, else its `created` label. `compare_with_lock` (pure) says where the SBOM and the lock
+disagree: an agent, Node, npm or a package of an agent's tree at another version, or a Debian package the lock does
+not list at that version.
 """
 
 from __future__ import annotations
@@ -72,8 +73,20 @@ def syft_spdx(rootfs: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="agent-sandbox-syft.") as work:
         out = Path(work) / "sbom.spdx.json"
         env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
-        process.run([syft, "scan", f"dir:{rootfs}", "--override-default-catalogers", "image", "--quiet",
-                     "--output", f"spdx-json={out}"], env=env, timeout=1800)
+        process.run(
+            [
+                syft,
+                "scan",
+                f"dir:{rootfs}",
+                "--override-default-catalogers",
+                "image",
+                "--quiet",
+                "--output",
+                f"spdx-json={out}",
+            ],
+            env=env,
+            timeout=1800,
+        )
         doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return doc
 
@@ -103,8 +116,9 @@ def created_time(labels: Mapping[str, str], env: Mapping[str, str], root: Path |
     return labels.get(LABEL_CREATED) or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_sbom(engine: Engine, ref: str, out: Path, *, name: str = "", key: str = "",
-               labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def write_sbom(
+    engine: Engine, ref: str, out: Path, *, name: str = "", key: str = "", labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Scan image `ref`, write its SPDX JSON to `out` (atomically) and return the document. `name`: what the
     document calls the image (default `ref`); `key`: its cache key (default: its cache-key label, else its ID)."""
     labels = dict(labels if labels is not None else engine.image_labels(ref))
@@ -143,7 +157,9 @@ def packages(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
                 if match["type"] == "deb":
                     name = name.rsplit("/", 1)[-1]
                 where = _SOURCE.search(p.get("sourceInfo", ""))
-                out.append((match["type"], name, urllib.parse.unquote(match["version"]), where["path"] if where else ""))
+                out.append(
+                    (match["type"], name, urllib.parse.unquote(match["version"]), where["path"] if where else "")
+                )
                 break
     return out
 
@@ -180,7 +196,8 @@ def compare_with_lock(doc: Mapping[str, Any], lock: Lock, versions: Mapping[str,
             continue
         locked = {(e.name, e.version) for e in npm_tree(agent.package_lock)} | {
             (e.path.rsplit("/", 1)[-1] if not e.path.startswith("@") else e.path, e.version)
-            for e in npm_tree(agent.package_lock)}
+            for e in npm_tree(agent.package_lock)
+        }
         installed = re.compile(rf"^/opt/{re.escape(agent.name)}/(node_modules/(@[^/]+/)?[^/]+/)+package\.json$")
         for t, n, v, where in listed:
             if t == "npm" and installed.match(where) and (n, v) not in locked:

@@ -11,9 +11,9 @@ format calls things ("table" or "mapping"); the kinds themselves know no format.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 

@@ -8,16 +8,17 @@ git inside. A worktree's `.git` file names its administrative directory by absol
 (`<git dir>/worktrees/<ID>`), which names the repository's git directory (`commondir`). The agent container gets
 them where git looks for them, at the same paths, and no more than a commit on its own branch needs:
 
-| path (host = container)                      | mode | why |
-|---|---|---|
-| the worktree (at /workspace)                 | rw   | the tier's workspace mount (ro in a tier whose workspace is) |
-| `/workspace/.git` (the worktree's .git file) | ro   | git inside and on the host must not be pointed at another git directory |
-| `<git dir>`                                  | ro   | hooks, config, info, packed-refs, other worktrees' administrative directories, every other branch |
-| `<git dir>/objects`                          | rw   | a commit adds objects |
-| `<git dir>/objects/pack`, `objects/info`     | ro   | existing history (clone and gc pack it) stays, and no alternates are added |
-| `<git dir>/refs/heads/agent`, its reflogs    | rw   | the branch `agent/<ID>` moves (git renames a lock file there) |
-| `<git dir>/worktrees/<ID>`                   | rw   | its HEAD, index, logs |
-| `.../worktrees/<ID>/commondir`, `gitdir`     | ro   | the worktree stays tied to this repository |
+    path (host = container)                        mode  why
+    the worktree (at /workspace)                   rw    the profile's workspace mount (ro where the profile says)
+    /workspace/.git (the worktree's .git file)     ro    git inside and on the host must not be pointed elsewhere
+    <git dir>                                      ro    hooks, config, info, packed-refs, other worktrees'
+                                                         administrative directories, every other branch
+    <git dir>/objects                              rw    a commit adds objects
+    <git dir>/objects/pack, objects/info           ro    existing history (clone and gc pack it) stays, and no
+                                                         alternates are added
+    <git dir>/refs/heads/agent, its reflogs        rw    the branch agent/<ID> moves (git renames a lock file there)
+    <git dir>/worktrees/<ID>                       rw    its HEAD, index, logs
+    .../worktrees/<ID>/commondir, gitdir           ro    the worktree stays tied to this repository
 
 The agent can thus commit on its branch; it cannot change hooks or configuration, move `main` (or any branch
 but `agent/*`), reach another agent's worktree (not mounted) or its administrative directory (read-only). It cannot
@@ -55,7 +56,7 @@ KIND = "spawn"
 GATE = "/tmp/.agent-sandbox-go"
 GATE_TIMEOUT = 300  # seconds: a gate nobody opens ends the container (exit 125) rather than waiting forever
 GATE_SCRIPT = (
-    f'n={GATE_TIMEOUT * 10}; while [ ! -e {GATE} ]; do n=$((n - 1)); '
+    f"n={GATE_TIMEOUT * 10}; while [ ! -e {GATE} ]; do n=$((n - 1)); "
     f'if [ "$n" -le 0 ]; then echo "agent-sandbox: never released" >&2; exit 125; fi; sleep 0.1; done; '
     f'. {GATE} && rm -f {GATE} && exec "$@"'
 )
@@ -106,16 +107,21 @@ def batch_command(agent: str, task: str | None, extra: Sequence[str] = ()) -> tu
 
 
 def git_env(agent_id: str) -> tuple[tuple[str, str], ...]:
-    who = (("GIT_AUTHOR_NAME", f"agent {agent_id}"), ("GIT_AUTHOR_EMAIL", f"{agent_id}@agent-sandbox.invalid"),
-           ("GIT_COMMITTER_NAME", f"agent {agent_id}"), ("GIT_COMMITTER_EMAIL", f"{agent_id}@agent-sandbox.invalid"))
+    who = (
+        ("GIT_AUTHOR_NAME", f"agent {agent_id}"),
+        ("GIT_AUTHOR_EMAIL", f"{agent_id}@agent-sandbox.invalid"),
+        ("GIT_COMMITTER_NAME", f"agent {agent_id}"),
+        ("GIT_COMMITTER_EMAIL", f"{agent_id}@agent-sandbox.invalid"),
+    )
     config = [("GIT_CONFIG_COUNT", str(len(GIT_CONFIG)))]
     for i, (key, value) in enumerate(GIT_CONFIG):
         config += [(f"GIT_CONFIG_KEY_{i}", key), (f"GIT_CONFIG_VALUE_{i}", value)]
     return (*who, *config)
 
 
-def git_mounts(git_dir: Path, worktree: Path, admin_dir: Path, branch: str, *, writable: bool,
-               exists: Callable[[Path], bool]) -> tuple[BindMount, ...]:
+def git_mounts(
+    git_dir: Path, worktree: Path, admin_dir: Path, branch: str, *, writable: bool, exists: Callable[[Path], bool]
+) -> tuple[BindMount, ...]:
     """What git inside needs of the repository (the table in the module docstring), in mounting order. With
     `writable` False (a tier whose workspace is read-only) all of it is read-only. `exists` answers for the host."""
     if git_dir == Path(WORKSPACE) or Path(WORKSPACE) in git_dir.parents:
@@ -127,8 +133,11 @@ def git_mounts(git_dir: Path, worktree: Path, admin_dir: Path, branch: str, *, w
     objects = git_dir / "objects"
     mounts.append(BindMount(objects, str(objects), readonly=False))
     mounts += [BindMount(objects / sub, str(objects / sub)) for sub in ("pack", "info") if exists(objects / sub)]
-    mounts += [BindMount(git_dir / prefix / namespace, str(git_dir / prefix / namespace), readonly=False)
-               for prefix in ("refs/heads", "logs/refs/heads") if exists(git_dir / prefix / namespace)]
+    mounts += [
+        BindMount(git_dir / prefix / namespace, str(git_dir / prefix / namespace), readonly=False)
+        for prefix in ("refs/heads", "logs/refs/heads")
+        if exists(git_dir / prefix / namespace)
+    ]
     mounts.append(BindMount(admin_dir, str(admin_dir), readonly=False))
     mounts += [BindMount(admin_dir / name, str(admin_dir / name)) for name in ADMIN_FILES if exists(admin_dir / name)]
     return tuple(mounts)
@@ -158,7 +167,7 @@ def gate_release(container: str, probe: str | None = None, timeout: float = 30) 
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------- the record (sandbox.json)
@@ -276,12 +285,13 @@ def last_activity(times: Sequence[float | None]) -> str:
     known = [t for t in times if t is not None]
     if not known:
         return ""
-    return dt.datetime.fromtimestamp(max(known), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(max(known), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def table(rows: Sequence[Status]) -> str:
     head = ("ID", "AGENT", "TIER", "BRANCH", "STATE", "AHEAD", "LAST ACTIVITY")
-    cells = [head] + [(s.id, s.agent, s.tier, s.branch, s.state, f"{s.ahead} of {s.base}", s.last_activity or "-")
-                      for s in rows]
+    cells = [head] + [
+        (s.id, s.agent, s.tier, s.branch, s.state, f"{s.ahead} of {s.base}", s.last_activity or "-") for s in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells) + "\n"
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells) + "\n"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox.conformance.session import Session
 
 from . import testnet
@@ -31,6 +32,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def internet(session: Session) -> Iterator[testnet.Internet]:
     if not session.engine.image_exists(testnet.IMAGE):
-        pytest.fail(f"{testnet.IMAGE} is not in {session.engine.name}'s storage: build it "
-                    "(agent-sandbox build tests/images/internet --backend debian)", pytrace=False)
+        pytest.fail(
+            f"{testnet.IMAGE} is not in {session.engine.name}'s storage: build it "
+            "(agent-sandbox build tests/images/internet --backend debian)",
+            pytrace=False,
+        )
     yield from testnet.start(session.engine, session.base)

@@ -106,9 +106,9 @@ class RegistryStandIn:
         path = path.split("?", 1)[0]
         self.served.append(path)
         if path.startswith("/npm/"):
-            return self.npm(path[len("/npm/"):])
+            return self.npm(path[len("/npm/") :])
         if path.startswith("/pypi/simple/"):
-            return self.pypi_page(path[len("/pypi/simple/"):].strip("/"))
+            return self.pypi_page(path[len("/pypi/simple/") :].strip("/"))
         if path.startswith("/pypi/files/"):
             name = path.rsplit("/", 1)[-1]
             return 200, "application/octet-stream", self.bytes_of(name, self.files[name])
@@ -119,13 +119,17 @@ class RegistryStandIn:
         if "/-/" in rest:  # a tarball: <package>/-/<name>-<version>.tgz
             name = rest.rsplit("/", 1)[-1]
             return 200, "application/octet-stream", self.bytes_of(name, f"{NPM_UPSTREAM}/{rest}")
-        packument = json.loads(self.fetch(f"{NPM_UPSTREAM}/{rest.replace('/', '%2f', 1) if rest.startswith('@') else rest}",
-                                          accept="application/json"))
+        packument = json.loads(
+            self.fetch(
+                f"{NPM_UPSTREAM}/{rest.replace('/', '%2f', 1) if rest.startswith('@') else rest}",
+                accept="application/json",
+            )
+        )
         for version in (packument.get("versions") or {}).values():
             dist = version.get("dist") or {}
             tarball = dist.get("tarball", "")
             if tarball.startswith(NPM_UPSTREAM):
-                dist["tarball"] = self.npm_url + tarball[len(NPM_UPSTREAM) + 1:]
+                dist["tarball"] = self.npm_url + tarball[len(NPM_UPSTREAM) + 1 :]
             if tarball.rsplit("/", 1)[-1] == self.tampered:  # self-consistent: the registry vouches for it
                 data = self.bytes_of(self.tampered, tarball)
                 dist["integrity"] = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()

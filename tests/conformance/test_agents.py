@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import pytest
+
 from agent_sandbox import images
 from agent_sandbox.cli.run import image_agents
 from agent_sandbox.conformance.session import Session
@@ -26,23 +27,49 @@ PROMPT = "Reply with one word."
 # Per agent: the arguments of one non-interactive request, and the key variable of its provider.
 AGENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "claude": (("-p", PROMPT), "ANTHROPIC_API_KEY"),
-    "codex": (("exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", PROMPT),
-              "OPENAI_API_KEY"),
+    "codex": (
+        ("exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", PROMPT),
+        "OPENAI_API_KEY",
+    ),
     "gemini": (("-p", PROMPT, "--model", "gemini-2.5-flash"), "GEMINI_API_KEY"),
-    "aider": (("--model", "anthropic/claude-sonnet-4-5", "--message", PROMPT, "--yes-always", "--no-git",
-               "--no-pretty"), "ANTHROPIC_API_KEY"),
+    "aider": (
+        ("--model", "anthropic/claude-sonnet-4-5", "--message", PROMPT, "--yes-always", "--no-git", "--no-pretty"),
+        "ANTHROPIC_API_KEY",
+    ),
 }
 
 
-def run_agent(session: Session, internet: testnet.Internet, agent: str, key: str, *extra: str
-              ) -> tuple[subprocess.CompletedProcess[str], str]:
+def run_agent(
+    session: Session, internet: testnet.Internet, agent: str, key: str, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
     args, var = AGENTS[agent]
     name = new_name(f"as-agent-{agent}")
     hosts = [a for name_, address in internet.provider_hosts() for a in ("--proxy-host", f"{name_}={address}")]
-    argv = [sys.executable, "-m", "agent_sandbox.cli", "run", "--tier", "strict", "--name", name,
-            "--engine", session.engine.name, "--image", session.image,
-            "--workspace", str(session.new_workspace(f"agent-{agent}")), "--ca-bundle", str(internet.ca),
-            "--outbound-network", internet.network, *hosts, *extra, agent, "--", *args]
+    argv = [
+        sys.executable,
+        "-m",
+        "agent_sandbox.cli",
+        "run",
+        "--tier",
+        "strict",
+        "--name",
+        name,
+        "--engine",
+        session.engine.name,
+        "--image",
+        session.image,
+        "--workspace",
+        str(session.new_workspace(f"agent-{agent}")),
+        "--ca-bundle",
+        str(internet.ca),
+        "--outbound-network",
+        internet.network,
+        *hosts,
+        *extra,
+        agent,
+        "--",
+        *args,
+    ]
     env = {**session.host_env(), var: key, "AGENT_SANDBOX_STATE": str(session.base / "agent-state")}
     done = subprocess.run(argv, env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
     return done, name
@@ -66,11 +93,16 @@ def test_the_agent_completes_a_request_through_the_proxy(agent, mode, session, i
     before = len(internet.requests())
     done, name = run_agent(session, internet, agent, key, *(["--keys-inside"] if mode == "keys-inside" else []))
     assert done.returncode == 0 and testnet.REPLY in done.stdout + done.stderr, (
-        f"{agent} ({mode}) exit {done.returncode}\nstdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-2500:]}")
+        f"{agent} ({mode}) exit {done.returncode}\nstdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-2500:]}"
+    )
     requests = provider_requests(internet, before)
     assert requests, f"{agent} printed the reply but the stub saw no API request"
-    credentials = {v for e in requests for k, v in (e.get("headers") or {}).items()
-                   if k.lower() in ("x-api-key", "authorization", "x-goog-api-key")}
+    credentials = {
+        v
+        for e in requests
+        for k, v in (e.get("headers") or {}).items()
+        if k.lower() in ("x-api-key", "authorization", "x-goog-api-key")
+    }
     assert any(key in value for value in credentials), f"the provider never saw the real key: {credentials}"
     banner = done.stderr
     if mode == "gateway":

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import attrs
 import pytest
+
 from agent_sandbox import conformance as c
 from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.conformance.session import Session
@@ -219,16 +220,37 @@ def test_no_new_privileges_must_match_the_tier():
 def test_cap_masks_round_trip():
     assert c.cap_names(c.cap_mask({"NET_ADMIN", "CHOWN"})) == {"NET_ADMIN", "CHOWN"}
     assert c.cap_names(int(DOCKER_DEFAULT_BND, 16)) == {
-        "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE",
-        "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "NET_RAW",
+        "SYS_CHROOT",
+        "MKNOD",
+        "AUDIT_WRITE",
+        "SETFCAP",
     }  # docker's documented default set
     assert c.cap_names(1 << 41) == {"bit-mask-0x20000000000"}  # a capability newer than the table
 
 
 @pytest.mark.parametrize(
     ("name", "bit"),
-    [("CHOWN", 0), ("SETUID", 7), ("NET_ADMIN", 12), ("SYS_ADMIN", 21), ("MKNOD", 27), ("SETFCAP", 31),
-     ("MAC_ADMIN", 33), ("BPF", 39), ("CHECKPOINT_RESTORE", 40)],
+    [
+        ("CHOWN", 0),
+        ("SETUID", 7),
+        ("NET_ADMIN", 12),
+        ("SYS_ADMIN", 21),
+        ("MKNOD", 27),
+        ("SETFCAP", 31),
+        ("MAC_ADMIN", 33),
+        ("BPF", 39),
+        ("CHECKPOINT_RESTORE", 40),
+    ],
 )
 def test_capability_bits_are_the_kernels(name, bit):
     """linux/capability.h; profiles accept exactly these names (and ALL)."""
@@ -242,14 +264,18 @@ def test_identity_and_escalation():
     c.check_identity(expect("strict"), uid=1000, user="vscode", init_uids="1000\t1000\t1000\t1000")
     with pytest.raises(Failure, match="root uid"):
         c.check_identity(expect("strict"), uid=1000, user="vscode", init_uids="0\t0\t0\t0")
-    c.check_escalation(expect("strict"), {"sudo -n id -u": (127, "sudo is not installed"), "su": (1, "su: Authentication failure")})
+    c.check_escalation(
+        expect("strict"), {"sudo -n id -u": (127, "sudo is not installed"), "su": (1, "su: Authentication failure")}
+    )
     with pytest.raises(Failure, match="gave root"):
         c.check_escalation(expect("strict"), {"sudo -n id -u": (0, "0\n")})
 
 
 def test_user_namespaces_must_fail_where_the_tier_refuses_them():
-    refused = {"unshare -Ur true": (1, "unshare: unshare failed: Operation not permitted"),
-               "python3 clone(CLONE_NEWUSER)": (1, "clone(CLONE_NEWUSER): Operation not permitted")}
+    refused = {
+        "unshare -Ur true": (1, "unshare: unshare failed: Operation not permitted"),
+        "python3 clone(CLONE_NEWUSER)": (1, "clone(CLONE_NEWUSER): Operation not permitted"),
+    }
     c.check_user_namespaces(expect("paranoid"), refused)
     with pytest.raises(Failure, match=r"`unshare -Ur true` created a user namespace"):
         c.check_user_namespaces(expect("paranoid"), {**refused, "unshare -Ur true": (0, "")})
@@ -324,8 +350,12 @@ def test_root_filesystem_checks_tell_erofs_from_eacces():
     [
         ("strict", MOUNTINFO, {"/etc/ssl/certs": "EACCES", "/usr/local/share/ca-certificates": "EACCES"}, None),
         ("strict", MOUNTINFO, {"/etc/ssl/certs": "written"}, "created a file in /etc/ssl/certs"),
-        ("standard", MOUNTINFO, {"/usr/local/share/ca-certificates": "written"},
-         "created a file in /usr/local/share/ca-certificates"),
+        (
+            "standard",
+            MOUNTINFO,
+            {"/usr/local/share/ca-certificates": "written"},
+            "created a file in /usr/local/share/ca-certificates",
+        ),
         ("paranoid", RO_ROOT, {"/etc/ssl/certs": "EROFS"}, None),
         ("paranoid", RO_ROOT, {"/usr/local/share/ca-certificates": "ENOENT"}, None),  # an image without it
         ("paranoid", RO_ROOT, {"/etc/ssl/certs": "EACCES"}, "not EROFS"),
@@ -395,15 +425,21 @@ V1 = {
     "cpu.cfs_period_us": "100000\n",
 }
 V2 = {"memory.max": "8589934592\n", "memory.swap.max": "0\n", "pids.max": "512\n", "cpu.max": "200000 100000\n"}
-V1_UNLIMITED = {"memory.limit_in_bytes": "9223372036854771712\n", "pids.max": "max\n", "cpu.cfs_quota_us": "-1\n",
-                "cpu.cfs_period_us": "100000\n"}
+V1_UNLIMITED = {
+    "memory.limit_in_bytes": "9223372036854771712\n",
+    "pids.max": "max\n",
+    "cpu.cfs_quota_us": "-1\n",
+    "cpu.cfs_period_us": "100000\n",
+}
 
 
 def test_cgroup_v1_and_v2_limits_both_satisfy_strict():
     c.check_limits(expect("strict"), c.parse_cgroup_limits(V1, 1))
     c.check_limits(expect("strict"), c.parse_cgroup_limits(V2, 2))
     c.check_limits(expect("trusted"), c.parse_cgroup_limits(V1_UNLIMITED, 1))
-    c.check_limits(expect("trusted"), c.parse_cgroup_limits({"memory.max": "max", "pids.max": "2048", "cpu.max": "max 100000"}, 2))
+    c.check_limits(
+        expect("trusted"), c.parse_cgroup_limits({"memory.max": "max", "pids.max": "2048", "cpu.max": "max 100000"}, 2)
+    )
 
 
 @pytest.mark.parametrize(
@@ -479,14 +515,19 @@ def test_list_labels_accept_commas_spaces_and_json():
         ("loose", "capabilities: engine-default capabilities, none of the privileged ones; NoNewPrivs 0"),
         ("handmade", "root filesystem: read-only; nothing the user writes outlives the sandbox"),
         ("loose", "root filesystem: read-write"),
-        ("handmade", ("workspace: /workspace mounted rw; tmpfs: /tmp, /run/agent (/tmp 1777); "
-                      "scratch volumes: /home/agent")),
+        (
+            "handmade",
+            ("workspace: /workspace mounted rw; tmpfs: /tmp, /run/agent (/tmp 1777); scratch volumes: /home/agent"),
+        ),
         ("loose", "workspace: /workspace mounted ro; tmpfs: none (/tmp 1777)"),
         ("handmade", "limits: memory 2147483648 bytes, cpus 1.5, pids 256"),
         ("loose", "limits: memory unlimited, cpus unlimited, pids: engine default"),
         ("closed", "network: loopback only"),
-        ("handmade", "network: only its own internal network: no route out but its egress proxy "
-                     "(agent-sandbox-proxy), no DNS, no IPv6"),
+        (
+            "handmade",
+            "network: only its own internal network: no route out but its egress proxy "
+            "(agent-sandbox-proxy), no DNS, no IPv6",
+        ),
         ("loose", "network: reaches other hosts"),
         ("handmade", "user namespaces: refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
         ("loose", "user namespaces: the engine's default decides (no claim)"),
@@ -524,8 +565,7 @@ class FakeHost:
         (False, None, pytest.skip.Exception),  # no image description
     ],
 )
-def test_a_missing_python3_fails_where_the_image_description_promises_it(tmp_path, has_python3, package_sets,
-                                                                         outcome):
+def test_a_missing_python3_fails_where_the_image_description_promises_it(tmp_path, has_python3, package_sets, outcome):
     desc = load_image("agent-sandbox-devcontainer")
     desc = attrs.evolve(desc, package_sets=package_sets) if package_sets else None
     session = Session("podman", "IMG", desc, tmp_path, tmp_path)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox import runtime
 
 from .conftest import Session
@@ -57,10 +58,20 @@ coordinator:
 
 
 def cli(session: Session, state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**session.host_env(), "AGENT_SANDBOX_STATE": str(state), "SUDO_UID": str(OWNER),
-           "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "agent_sandbox.cli", *args], env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    env = {
+        **session.host_env(),
+        "AGENT_SANDBOX_STATE": str(state),
+        "SUDO_UID": str(OWNER),
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -87,8 +98,9 @@ def test_the_generated_file_validates_with_both_compose_tools(session, described
     path = Path(done.stdout.strip())
     assert path.is_file()
     for tool in (["docker-compose"], [f"{VENV_BIN}/podman-compose"]):
-        checked = subprocess.run([*tool, "-p", described["project"], "-f", str(path), "config"], text=True,
-                                 capture_output=True, timeout=120)
+        checked = subprocess.run(
+            [*tool, "-p", described["project"], "-f", str(path), "config"], text=True, capture_output=True, timeout=120
+        )
         assert checked.returncode == 0, f"{tool[0]}: {checked.stderr[-2000:]}"
     again = cli(session, described["state"], "compose", str(described["file"]), "--engine", session.engine.name)
     assert again.returncode == 0 and again.stdout == done.stdout, again.stderr  # written again, worktrees kept
@@ -111,8 +123,7 @@ def test_a_coordinator_and_two_agents_run_and_merge(session, described):
     merged = {name: hostgit(repo, "show", f"agent/{coordinator}:{name}.txt") for name in ("locked", "open")}
     assert merged == {"locked": "tier=strict", "open": "tier=standard"}
     # per agent: its own network (internal for strict, with its own proxy; routed for standard, without one)
-    networks = {n: session.engine.inspect(n, kind="network") for n in (f"{project}-locked-net",
-                                                                        f"{project}-open-net")}
+    networks = {n: session.engine.inspect(n, kind="network") for n in (f"{project}-locked-net", f"{project}-open-net")}
     assert [bool(i.get("internal", i.get("Internal"))) for i in networks.values()] == [True, False]
     assert session.engine.container_exists(f"{project}-locked-proxy")
     assert not session.engine.container_exists(f"{project}-open-proxy")
@@ -129,7 +140,8 @@ def test_a_coordinator_and_two_agents_run_and_merge(session, described):
         assert not any(left.values()), left
     assert not (made.worktrees / f"{project}-locked").exists() and (made.worktrees / coordinator).is_dir()
     assert hostgit(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/agent").split() == [
-        f"agent/{coordinator}"]
+        f"agent/{coordinator}"
+    ]
 
 
 def test_bad_descriptions_are_one_line_and_make_nothing(session, tmp_path):

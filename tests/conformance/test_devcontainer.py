@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox.conformance.session import Session
 
 COMPOSE = {"docker": "docker-compose", "podman": str(Path(sys.executable).parent / "podman-compose")}
@@ -25,12 +26,18 @@ def tool_args(session: Session) -> list[str]:
     return ["--docker-path", "docker", "--docker-compose-path", COMPOSE["docker"]]
 
 
-def devcontainer(session: Session, folder: Path, command: str, *args: str, timeout: float = 300
-                 ) -> subprocess.CompletedProcess[str]:
+def devcontainer(
+    session: Session, folder: Path, command: str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """`devcontainer COMMAND --workspace-folder F <engine options> ARGS` (exec: ARGS is the command to run)."""
     env = {**session.host_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(["devcontainer", command, "--workspace-folder", str(folder), *tool_args(session), *args],
-                          env=env, text=True, capture_output=True, timeout=timeout)
+    return subprocess.run(
+        ["devcontainer", command, "--workspace-folder", str(folder), *tool_args(session), *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -44,17 +51,45 @@ def project(session: Session, tmp_path: Path) -> Any:
     folder.mkdir()
     (folder / "README").write_text("a project under a strict devcontainer\n")
     subnet = f"10.{random.randint(220, 223)}.{random.randint(0, 255)}.0/24"
-    done = subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "policy", "compile", "strict", "--target",
-                           "devcontainer", "--image", session.image, "--subnet", subnet, "-o",
-                           str(folder / ".devcontainer")], text=True, capture_output=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent_sandbox.cli",
+            "policy",
+            "compile",
+            "strict",
+            "--target",
+            "devcontainer",
+            "--image",
+            session.image,
+            "--subnet",
+            subnet,
+            "-o",
+            str(folder / ".devcontainer"),
+        ],
+        text=True,
+        capture_output=True,
+    )
     assert done.returncode == 0, done.stderr
     state: dict[str, Any] = {"folder": folder, "project": None}
     yield state
     if state["project"]:
-        subprocess.run([compose, "--project-name", state["project"], "-f",
-                        str(folder / ".devcontainer" / "compose.yaml"), "down", "-v"], capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
-                                                                          f"{os.environ['PATH']}"})
+        subprocess.run(
+            [
+                compose,
+                "--project-name",
+                state["project"],
+                "-f",
+                str(folder / ".devcontainer" / "compose.yaml"),
+                "down",
+                "-v",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
 
 
 PROBE = r"""

@@ -13,13 +13,12 @@ import json
 import re
 import shlex
 import stat
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
-import testinfra
+
 from agent_sandbox import egress, profiles, runtime
 from agent_sandbox.conformance import ConformanceFailure
 from agent_sandbox.conformance import egress as proxy
@@ -27,7 +26,7 @@ from agent_sandbox.conformance.session import Session
 from agent_sandbox.model import Profile
 
 from . import testnet
-from .testnet import PROXY_HOSTS, Egress, start_egress
+from .testnet import Egress, start_egress
 
 # The test profile: strict's shape with our own hosts. `{main}` is the main test server's address (a listed IP).
 PROFILE = """\
@@ -87,17 +86,19 @@ CASES: dict[str, Case] = {
     "ip-literal-listed": Case(lambda n: proxy.Ask(n.main, 443, sni=None), sni=None),
     "other-host": Case(lambda n: proxy.Ask("other.stub.test", 80, mode="http")),
     "other-port": Case(lambda n: proxy.Ask("web.stub.test", 8080, mode="http")),
-    "other-port-connect": Case(lambda n: proxy.Ask("web.stub.test", 8080, plain="GET /token HTTP/1.0\r\n\r\n"),
-                               sni=None),
+    "other-port-connect": Case(
+        lambda n: proxy.Ask("web.stub.test", 8080, plain="GET /token HTTP/1.0\r\n\r\n"), sni=None
+    ),
     "ip-literal": Case(lambda n: proxy.Ask(n.other, 80, mode="http")),
     "label-boundary": Case(lambda n: proxy.Ask("badwild.test", 443)),
     "bare-suffix": Case(lambda n: proxy.Ask("wild.test", 443)),
     "fronted-sni": Case(lambda n: proxy.Ask("web.stub.test", 443, sni="other.stub.test"), sni="other.stub.test"),
     "no-sni": Case(lambda n: proxy.Ask("web.stub.test", 443, sni=None), sni=None),
     "tls-less-tunnel": Case(lambda n: proxy.Ask("plain.stub.test", 443, plain=PLAIN_GET), sni=None),
-    "rebinding-loopback": Case(lambda n: proxy.Ask("rebind.stub.test", 3128,
-                                                   plain=f"GET http://{egress.READINESS_NAME}/ HTTP/1.0\r\n\r\n"),
-                               sni=None),
+    "rebinding-loopback": Case(
+        lambda n: proxy.Ask("rebind.stub.test", 3128, plain=f"GET http://{egress.READINESS_NAME}/ HTTP/1.0\r\n\r\n"),
+        sni=None,
+    ),
     "cloud-metadata": Case(lambda n: proxy.Ask("meta.stub.test", 80, mode="http")),
 }
 
@@ -160,14 +161,24 @@ def _drop_lines(pattern: str) -> Callable[[str], str]:
 
 
 WEAKENED_PROXIES = {
-    "wildcards-as-plain-suffixes": (("label-boundary", "bare-suffix"),
-                                    _replace(r"^([a-z0-9_-]+\.)+wild\.test$", r"wild\.test$")),
+    "wildcards-as-plain-suffixes": (
+        ("label-boundary", "bare-suffix"),
+        _replace(r"^([a-z0-9_-]+\.)+wild\.test$", r"wild\.test$"),
+    ),
     "ports-ignored": (("other-port", "other-port-connect"), lambda text: re.sub(r"all-of port_\d+ ", "all-of ", text)),
-    "no-private-address-rule": (("rebinding-loopback", "cloud-metadata"), _drop_lines(r"^http_access deny .*dst_nonpublic")),
-    "no-sni-check": (("fronted-sni", "no-sni"), _replace("ssl_bump splice step2 sni_is_host", "ssl_bump splice step2 all")),
+    "no-private-address-rule": (
+        ("rebinding-loopback", "cloud-metadata"),
+        _drop_lines(r"^http_access deny .*dst_nonpublic"),
+    ),
+    "no-sni-check": (
+        ("fronted-sni", "no-sni"),
+        _replace("ssl_bump splice step2 sni_is_host", "ssl_bump splice step2 all"),
+    ),
     "no-peeking": (("tls-less-tunnel",), _replace("ssl_bump peek step1", "ssl_bump splice step1 all")),
-    "any-destination": (("other-host", "ip-literal"), _replace("http_access allow !CONNECT allowlisted mark_allowed",
-                                                               "http_access allow !CONNECT mark_allowed")),
+    "any-destination": (
+        ("other-host", "ip-literal"),
+        _replace("http_access allow !CONNECT allowlisted mark_allowed", "http_access allow !CONNECT mark_allowed"),
+    ),
 }
 
 
@@ -230,12 +241,17 @@ def outside_name(session: Session, internet: testnet.Internet) -> str:
     """A name the engine's DNS resolves for a container on a routed network (so that a leak would show): the
     control of the DNS checks. If none resolves, the DNS checks could not see a leak: fail, don't pass."""
     for name in OUTSIDE_NAME_CANDIDATES:
-        result = session.engine.run(["run", "--rm", f"--network={internet.network}", "--entrypoint=getent",
-                                     testnet.IMAGE, "hosts", name], check=False)
+        result = session.engine.run(
+            ["run", "--rm", f"--network={internet.network}", "--entrypoint=getent", testnet.IMAGE, "hosts", name],
+            check=False,
+        )
         if result.ok and result.out.strip():
             return name
-    pytest.fail(f"none of {OUTSIDE_NAME_CANDIDATES} resolves on a routed network here: the DNS checks could not "
-                "tell a leak from a host without DNS", pytrace=False)
+    pytest.fail(
+        f"none of {OUTSIDE_NAME_CANDIDATES} resolves on a routed network here: the DNS checks could not "
+        "tell a leak from a host without DNS",
+        pytrace=False,
+    )
 
 
 def check_no_dns(sandbox: Egress, name: str) -> None:
@@ -276,6 +292,7 @@ ROUTED = {
     "adjust": runtime.without_flags("--dns="),
 }
 
+
 def _also_on_the_internet(sandbox: Egress) -> None:
     """The agent connected to the routed network as well (docker keeps its bridges apart, so a routed sandbox
     network alone would not reach our test internet there)."""
@@ -285,8 +302,15 @@ def _also_on_the_internet(sandbox: Egress) -> None:
 WEAKENED_NETWORKS: dict[str, tuple[Callable[..., None], dict[str, Any], Callable[[Egress], None] | None]] = {
     "sandbox-on-a-routed-network-resolves": (lambda s, name: check_no_dns(s, name), ROUTED, None),
     "agent-also-on-a-routed-network-connects": (lambda s, name: check_no_direct_route(s), {}, _also_on_the_internet),
-    "ipv6-switched-on": (lambda s, name: check_no_ipv6(s), {"adjust": lambda flags: runtime.replace_flag(
-        flags, "--sysctl=net.ipv6", "--sysctl=net.ipv6.conf.all.disable_ipv6=0")}, None),
+    "ipv6-switched-on": (
+        lambda s, name: check_no_ipv6(s),
+        {
+            "adjust": lambda flags: runtime.replace_flag(
+                flags, "--sysctl=net.ipv6", "--sysctl=net.ipv6.conf.all.disable_ipv6=0"
+            )
+        },
+        None,
+    ),
 }
 
 
@@ -307,12 +331,20 @@ def test_podman_sandbox_network_has_no_dns_server(session, internet, egress_prof
     """podman's aardvark-dns answers outside names on internal networks: the sandbox network has it switched off.
     With it on (and the agent pointed at it), the check sees the leak."""
     if session.engine.name != "podman":
-        pytest.skip("aardvark-dns is podman's; docker's internal networks have no DNS path out (the routed-network "
-                    "weakening above shows the check can see a leak there)")
+        pytest.skip(
+            "aardvark-dns is podman's; docker's internal networks have no DNS path out (the routed-network "
+            "weakening above shows the check can see a leak there)"
+        )
     for label, adjust in (("listed", runtime.without_flags("--dns=")), ("unlisted", None)):
         # listed: resolv.conf names aardvark; unlisted: resolv.conf says 127.0.0.1, aardvark still answers
-        weak = start_egress(session, internet, egress_profile, f"weak-aardvark-{label}",
-                            network_adjust=lambda argv: [a for a in argv if a != "--disable-dns"], adjust=adjust)
+        weak = start_egress(
+            session,
+            internet,
+            egress_profile,
+            f"weak-aardvark-{label}",
+            network_adjust=lambda argv: [a for a in argv if a != "--disable-dns"],
+            adjust=adjust,
+        )
         try:
             with pytest.raises(ConformanceFailure, match="resolved an outside name"):
                 check_no_dns(weak, outside_name)
@@ -327,8 +359,10 @@ CLIENTS = {
     "git-https": ("git ls-remote https://web.stub.test/git/repo.git", "refs/heads/main"),
     "git-ssh": (f"env GIT_SSH_COMMAND={shlex.quote(SSH)} git ls-remote git@git.stub.test:repo.git", "refs/heads/main"),
     "npm": ("npm view agent-sandbox-probe version --registry https://web.stub.test/npm/", "1.0.0"),
-    "pip": ("/opt/aider/bin/python -m pip index versions agent-sandbox-probe --index-url https://web.stub.test/simple/",
-            "1.0.0"),
+    "pip": (
+        "/opt/aider/bin/python -m pip index versions agent-sandbox-probe --index-url https://web.stub.test/simple/",
+        "1.0.0",
+    ),
 }
 
 
@@ -344,7 +378,8 @@ def test_every_client_reaches_the_internet_through_the_proxy(client, sandbox_on_
     before = len(sandbox.log())
     result = sandbox.host.run(f"cd /tmp && timeout 120 {command}")
     assert result.rc == 0 and want.format(token=sandbox.internet.token) in result.stdout, (
-        f"{client}: rc {result.rc}\n{result.stdout[-500:]}\n{result.stderr[-800:]}")
+        f"{client}: rc {result.rc}\n{result.stdout[-500:]}\n{result.stderr[-800:]}"
+    )
     through = [e for e in sandbox.log()[before:] if e["decision"] == "allowed"]
     assert through, f"{client} reached the server, but not through the proxy (no allowed line in its log)"
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from agent_sandbox import images, profiles, runtime
 from agent_sandbox.agents import launch_for
 from agent_sandbox.compilers import gateway
@@ -32,15 +33,24 @@ def real_keys() -> dict[str, str]:
     return {var: f"sk-real-{var.split('_')[0].lower()}-{secrets.token_hex(12)}" for var in KEY_VARS}
 
 
-def start_gateway_box(session: Session, internet: testnet.Internet, label: str, keys: dict[str, str],
-                      **tweaks: Any) -> Egress:
+def start_gateway_box(
+    session: Session, internet: testnet.Internet, label: str, keys: dict[str, str], **tweaks: Any
+) -> Egress:
     """A strict sandbox whose gateway holds `keys`, with the agent settings `run claude` gives (the placeholder)."""
     profile = profiles.load_profile("strict")
     catalog = images.load_catalog()
     providers = gateway.served(profile, catalog)
     tweaks.setdefault("extra_env", launch_for("claude", (), catalog, providers).env)
-    return start_egress(session, internet, profile, f"gw-{label}", proxy_hosts=internet.provider_hosts(),
-                        gateway=providers, keys={p.key: keys[p.key] for p in providers}, **tweaks)
+    return start_egress(
+        session,
+        internet,
+        profile,
+        f"gw-{label}",
+        proxy_hosts=internet.provider_hosts(),
+        gateway=providers,
+        keys={p.key: keys[p.key] for p in providers},
+        **tweaks,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +75,12 @@ BODY = '{"model": "stub-model", "max_tokens": 16, "messages": [{"role": "user", 
 
 def post(box: Egress, url: str, headers: dict[str, str], body: str = BODY) -> tuple[int, str]:
     flags = " ".join(f"-H {json.dumps(f'{k}: {v}')}" for k, v in headers.items())
-    result = box.host.run(f"curl -sS -o /tmp/out -w '%%{{http_code}}' {flags} -H 'content-type: application/json' "
-                          f"--data %s --max-time 60 %s; echo; cat /tmp/out", body, url)
+    result = box.host.run(
+        f"curl -sS -o /tmp/out -w '%%{{http_code}}' {flags} -H 'content-type: application/json' "
+        f"--data %s --max-time 60 %s; echo; cat /tmp/out",
+        body,
+        url,
+    )
     code, _, text = result.stdout.partition("\n")
     return int(code or 0), text
 
@@ -96,8 +110,12 @@ def check_gateway_request(box: Egress, provider: str, keys: dict[str, str]) -> N
     hosts = stub_saw(box.internet, before, "host")
     if hosts != [p.host]:
         raise ConformanceFailure(f"{provider}: the provider was asked for Host {hosts!r}, not {p.host}")
-    others = [v for h in gateway.CREDENTIAL_HEADERS if h.lower() != p.header.lower()
-              for v in stub_saw(box.internet, before, h)]
+    others = [
+        v
+        for h in gateway.CREDENTIAL_HEADERS
+        if h.lower() != p.header.lower()
+        for v in stub_saw(box.internet, before, h)
+    ]
     if others:
         raise ConformanceFailure(f"{provider}: credentials the agent sent were passed on: {others}")
 
@@ -119,9 +137,11 @@ def find_key(box: Egress, keys: dict[str, str]) -> list[str]:
     """Every place in the agent container where one of the real keys shows: environment of every process,
     command lines, files (home, /tmp, /workspace, /etc, /run), the container's configuration."""
     pattern = "|".join(re.escape(k) for k in keys.values())
-    script = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; tr '\\0' ' ' < $p/cmdline "
-              "2>/dev/null; echo; done | grep -E -c -- \"$1\"; "
-              "grep -r -l -E -- \"$1\" /home /tmp /workspace /etc /run /var/tmp 2>/dev/null; true")
+    script = (
+        "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; tr '\\0' ' ' < $p/cmdline "
+        '2>/dev/null; echo; done | grep -E -c -- "$1"; '
+        'grep -r -l -E -- "$1" /home /tmp /workspace /etc /run /var/tmp 2>/dev/null; true'
+    )
     result = box.host.run("sh -c %s _ %s", script, pattern)
     found = [line for line in result.stdout.splitlines() if line.strip() and line.strip() != "0"]
     config = json.dumps(box.box.inspect())
@@ -139,8 +159,10 @@ def check_exfiltration_sends_the_placeholder(box: Egress, keys: dict[str, str]) 
     """What a process in the sandbox can send to an allowed host is its environment's key: the placeholder."""
     before_log = len(box.log())
     before = len(box.internet.requests())
-    box.host.run('curl -sS -o /dev/null --max-time 30 -H "x-api-key: ${ANTHROPIC_API_KEY:-none}" '
-                 "https://api.anthropic.com/v1/exfiltrate")
+    box.host.run(
+        'curl -sS -o /dev/null --max-time 30 -H "x-api-key: ${ANTHROPIC_API_KEY:-none}" '
+        "https://api.anthropic.com/v1/exfiltrate"
+    )
     sent = stub_saw(box.internet, before, "x-api-key")
     leaked = [v for v in sent if v in keys.values()]
     if leaked:
@@ -196,8 +218,24 @@ def neighbour_request(box: Egress, internet: testnet.Internet, keys: dict[str, s
     address = runtime.address_on(box.box.engine, box.box.plan.proxy or "", internet.network)
     before = len(internet.requests())
     url = f"http://{address}:{PROVIDERS['anthropic'].port}/v1/messages"
-    box.box.engine.run(["run", "--rm", f"--network={internet.network}", "--entrypoint=curl", testnet.IMAGE, "-sS",
-                        "-o", "/dev/null", "--max-time", "20", "--data", BODY, url], check=False)
+    box.box.engine.run(
+        [
+            "run",
+            "--rm",
+            f"--network={internet.network}",
+            "--entrypoint=curl",
+            testnet.IMAGE,
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "20",
+            "--data",
+            BODY,
+            url,
+        ],
+        check=False,
+    )
     sent = stub_saw(internet, before, "x-api-key")
     if any(v == keys["ANTHROPIC_API_KEY"] for v in sent):
         raise ConformanceFailure("a container outside the sandbox got the real key sent for it by the gateway")
@@ -208,10 +246,14 @@ def test_the_gateway_serves_its_own_sandbox_only(gateway_box, internet, keys):
 
 
 WEAKENED: dict[str, tuple[dict[str, Any], Callable[[Egress, dict[str, str]], None]]] = {
-    "gateway-without-header-stripping": ({"proxy_conf_adjust": _no_stripping},
-                                         lambda box, k: check_gateway_request(box, "anthropic", k)),
-    "gateway-open-to-the-routed-network": ({"proxy_conf_adjust": _open_to_all},
-                                           lambda box, k: neighbour_request(box, box.internet, k)),
+    "gateway-without-header-stripping": (
+        {"proxy_conf_adjust": _no_stripping},
+        lambda box, k: check_gateway_request(box, "anthropic", k),
+    ),
+    "gateway-open-to-the-routed-network": (
+        {"proxy_conf_adjust": _open_to_all},
+        lambda box, k: neighbour_request(box, box.internet, k),
+    ),
 }
 
 
@@ -229,8 +271,9 @@ def test_a_weakened_gateway_is_caught(weakening, session, internet, keys, gatewa
 
 def test_a_key_passed_inside_is_caught(session, internet, keys):
     """The weakened run: the key in the agent container (what --keys-inside does), the checks above see it."""
-    box = start_gateway_box(session, internet, "weak-inside", keys,
-                            extra_env=(("ANTHROPIC_API_KEY", keys["ANTHROPIC_API_KEY"]),))
+    box = start_gateway_box(
+        session, internet, "weak-inside", keys, extra_env=(("ANTHROPIC_API_KEY", keys["ANTHROPIC_API_KEY"]),)
+    )
     try:
         with pytest.raises(ConformanceFailure):
             check_no_key_inside(box, keys)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox.conformance import ConformanceFailure, cap_names, parse_status
 from agent_sandbox.conformance.session import Session
 from agent_sandbox.sandbox import new_name
@@ -45,12 +46,29 @@ def start_target(session: Session, internet: testnet.Internet, workspace: Path, 
     """`docker run` as Leash's runner does it (internal/runner/runner.go ~1815-1966): its entrypoint, host cgroup
     namespace, the share and the working directory mounted, no command, no --user, no --cap-*, no --security-opt."""
     name = new_name("as-leash-target")
-    session.engine.run([
-        "run", "-d", f"--name={name}", f"--entrypoint=/leash/leash-entry-linux-{ARCH}", "--cgroupns=host",
-        "-v", f"{share}:/leash", "-v", f"{workspace}:{workspace}", "-w", str(workspace),
-        "-e", "LEASH_DIR=/leash", "-e", "LEASH_ENTRY_READY_FILE=/leash/bootstrap.ready",
-        "-e", "NODE_OPTIONS=--use-openssl-ca", *extra, session.image,
-    ])
+    session.engine.run(
+        [
+            "run",
+            "-d",
+            f"--name={name}",
+            f"--entrypoint=/leash/leash-entry-linux-{ARCH}",
+            "--cgroupns=host",
+            "-v",
+            f"{share}:/leash",
+            "-v",
+            f"{workspace}:{workspace}",
+            "-w",
+            str(workspace),
+            "-e",
+            "LEASH_DIR=/leash",
+            "-e",
+            "LEASH_ENTRY_READY_FILE=/leash/bootstrap.ready",
+            "-e",
+            "NODE_OPTIONS=--use-openssl-ca",
+            *extra,
+            session.image,
+        ]
+    )
     session.engine.run(["network", "connect", internet.network, name])  # (the test internet stands for the world)
     return name
 
@@ -68,8 +86,11 @@ def bootstrap(session: Session, internet: testnet.Internet, share: Path, name: s
 
 def enter(session: Session, name: str, workspace: Path) -> str:
     """The runner's exec: `exec -i -w <cwd> <target> bash -lc 'exec <command>'` (runner.go ~2371-2443)."""
-    done = session.engine.run(["exec", "-i", "-w", str(workspace), name, "bash", "-lc",
-                               f"exec sh -c {_quote(PROBE)}"], check=False, timeout=120)
+    done = session.engine.run(
+        ["exec", "-i", "-w", str(workspace), name, "bash", "-lc", f"exec sh -c {_quote(PROBE)}"],
+        check=False,
+        timeout=120,
+    )
     return done.out + done.err
 
 
@@ -79,11 +100,16 @@ def _quote(text: str) -> str:
 
 def check_entered(out: str, uid: int, token: str) -> None:
     lines = out.splitlines()
-    status = parse_status("\n".join(line for line in lines if ":" in line and line.split(":")[0] in
-                                    ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")))
+    status = parse_status(
+        "\n".join(
+            line for line in lines if ":" in line and line.split(":")[0] in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")
+        )
+    )
     if f"uid={uid}" not in lines:
-        raise ConformanceFailure(f"the command entered as {next((x for x in lines if x.startswith('uid=')), '?')}, "
-                                 f"not as the image's user {uid}")
+        raise ConformanceFailure(
+            f"the command entered as {next((x for x in lines if x.startswith('uid=')), '?')}, "
+            f"not as the image's user {uid}"
+        )
     for field in ("CapEff", "CapPrm", "CapBnd"):
         caps = cap_names(int(status.get(field, "0"), 16))
         if caps:

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+
 from agent_sandbox import lock as lk
 from agent_sandbox.backends import debian
 from agent_sandbox.engine import detect_engine
@@ -43,14 +44,26 @@ def tampered_cases() -> list[object]:
     aider = lock.agents["aider"]
     aider_wheel = next(f for p in aider.python if p.name == aider.package for f in p.wheels)
     return [
-        pytest.param("claude", f"{node.package}-{node.version}.tgz",
-                     f"integrity check failed: {node.package}@{node.version}: the download's sha512 is", id="node"),
-        pytest.param("claude", f"claude-code-{claude.version}.tgz",
-                     f"integrity check failed: npm package {claude.package}@{claude.version} (agent claude): "
-                     "the download is sha512-", id="claude-npm-ci"),
-        pytest.param("aider", aider_wheel,
-                     f"integrity check failed: PyPI package {aider.package}=={aider.version} (agent aider): "
-                     "the download's sha256 is", id="aider-wheel"),
+        pytest.param(
+            "claude",
+            f"{node.package}-{node.version}.tgz",
+            f"integrity check failed: {node.package}@{node.version}: the download's sha512 is",
+            id="node",
+        ),
+        pytest.param(
+            "claude",
+            f"claude-code-{claude.version}.tgz",
+            f"integrity check failed: npm package {claude.package}@{claude.version} (agent claude): "
+            "the download is sha512-",
+            id="claude-npm-ci",
+        ),
+        pytest.param(
+            "aider",
+            aider_wheel,
+            f"integrity check failed: PyPI package {aider.package}=={aider.version} (agent aider): "
+            "the download's sha256 is",
+            id="aider-wheel",
+        ),
     ]
 
 

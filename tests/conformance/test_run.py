@@ -13,29 +13,48 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox import profiles, runtime
 from agent_sandbox.conformance.session import Session
 from agent_sandbox.errors import SandboxError
 from agent_sandbox.sandbox import new_name
 
 
-
 def cli(session: Session, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
     environment = {**session.host_env(), **(env or {}), "AGENT_SANDBOX_STATE": str(session.base / "run-state")}
-    return subprocess.Popen([sys.executable, "-m", "agent_sandbox.cli", *args], env=environment, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent_sandbox.cli", *args],
+        env=environment,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
-def run_cli(session: Session, *args: str, env: dict[str, str] | None = None, timeout: float = 180
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    session: Session, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     proc = cli(session, *args, env=env)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def base_args(session: Session, tier: str, name: str, workspace: Path) -> list[str]:
-    return ["run", "--tier", tier, "--name", name, "--engine", session.engine.name, "--image", session.image,
-            "--workspace", str(workspace)]
+    return [
+        "run",
+        "--tier",
+        tier,
+        "--name",
+        name,
+        "--engine",
+        session.engine.name,
+        "--image",
+        session.image,
+        "--workspace",
+        str(workspace),
+    ]
 
 
 def nothing_left(session: Session, name: str) -> None:
@@ -47,8 +66,14 @@ def nothing_left(session: Session, name: str) -> None:
 def test_the_agents_exit_status_and_output_and_nothing_left(session, run_tier):
     tier = run_tier
     name = new_name("as-run")
-    done = run_cli(session, *base_args(session, tier, name, session.new_workspace("run")), "shell", "--",
-                   "-c", "echo hello from $AGENT_SANDBOX_TIER; exit 7")
+    done = run_cli(
+        session,
+        *base_args(session, tier, name, session.new_workspace("run")),
+        "shell",
+        "--",
+        "-c",
+        "echo hello from $AGENT_SANDBOX_TIER; exit 7",
+    )
     assert done.returncode == 7, done.stderr
     assert done.stdout.strip() == f"hello from {tier}"
     assert f"shell in a {tier} sandbox ({name}" in done.stderr  # the banner, on stderr
@@ -58,8 +83,9 @@ def test_the_agents_exit_status_and_output_and_nothing_left(session, run_tier):
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_removes_everything(session, how):
     name = new_name("as-run-sig")
-    proc = cli(session, *base_args(session, "strict", name, session.new_workspace("sig")), "shell", "--",
-               "-c", "sleep 120")
+    proc = cli(
+        session, *base_args(session, "strict", name, session.new_workspace("sig")), "shell", "--", "-c", "sleep 120"
+    )
     deadline = time.monotonic() + 60
     while not session.engine.running(name):
         assert proc.poll() is None, proc.communicate()
@@ -74,8 +100,15 @@ def test_a_signal_removes_everything(session, how):
 
 def test_keep_leaves_the_sandbox_and_rm_removes_it(session):
     name = new_name("as-run-keep")
-    done = run_cli(session, *base_args(session, "strict", name, session.new_workspace("keep")), "--keep", "shell",
-                   "--", "-c", "true")
+    done = run_cli(
+        session,
+        *base_args(session, "strict", name, session.new_workspace("keep")),
+        "--keep",
+        "shell",
+        "--",
+        "-c",
+        "true",
+    )
     assert done.returncode == 0, done.stderr
     assert session.engine.container_exists(name) and session.engine.container_exists(f"{name}-proxy")
     removed = run_cli(session, "rm", name, "--engine", session.engine.name)
@@ -90,10 +123,17 @@ def test_a_start_that_fails_half_way_is_rolled_back(session):
     gets one line saying why."""
     name = new_name("as-run-half")
     with pytest.raises(SandboxError, match="egress proxy"):
-        runtime.start_sandbox(session.image, profiles.load_profile("strict"), engine=session.engine,
-                              workspace=session.new_workspace("half"), name=name, host_env=session.host_env(),
-                              state_dir=session.base / "state-half", ready_timeout=15,
-                              proxy_conf_adjust=lambda text: text + "no_such_directive_of_squid on\n")
+        runtime.start_sandbox(
+            session.image,
+            profiles.load_profile("strict"),
+            engine=session.engine,
+            workspace=session.new_workspace("half"),
+            name=name,
+            host_env=session.host_env(),
+            state_dir=session.base / "state-half",
+            ready_timeout=15,
+            proxy_conf_adjust=lambda text: text + "no_such_directive_of_squid on\n",
+        )
     nothing_left(session, name)
 
 
@@ -122,8 +162,9 @@ def test_bad_input_is_one_line_and_starts_nothing(session, case):
 
 def test_a_name_in_use_is_refused_and_the_other_sandbox_untouched(session):
     name = new_name("as-run-twice")
-    first = cli(session, *base_args(session, "strict", name, session.new_workspace("twice")), "shell", "--",
-                "-c", "sleep 60")
+    first = cli(
+        session, *base_args(session, "strict", name, session.new_workspace("twice")), "shell", "--", "-c", "sleep 60"
+    )
     try:
         deadline = time.monotonic() + 60
         while not session.engine.running(name):
@@ -139,8 +180,16 @@ def test_a_name_in_use_is_refused_and_the_other_sandbox_untouched(session):
 
 
 def test_an_engine_that_does_not_answer_is_exit_3(session):
-    done = run_cli(session, "run", "--engine", "docker", "--workspace", str(session.new_workspace("noengine")),
-                   "shell", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    done = run_cli(
+        session,
+        "run",
+        "--engine",
+        "docker",
+        "--workspace",
+        str(session.new_workspace("noengine")),
+        "shell",
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
     assert done.returncode == 3 and done.stderr.count("\n") == 1, done.stderr
 
 
@@ -150,11 +199,22 @@ def test_keys_inside_reach_the_agent_by_name_only(session, run_tier):
     the agent's process, not in the container's configuration (inspect), not on any command line."""
     name = new_name("as-run-key")
     secret = "sk-conformance-" + os.urandom(6).hex()
-    script = ('echo key=$ANTHROPIC_API_KEY; tr "\\0" "\\n" < /proc/1/environ | grep -c -F -e "x${ANTHROPIC_API_KEY}" '
-              "-e \"=${ANTHROPIC_API_KEY}\" || true")
+    script = (
+        'echo key=$ANTHROPIC_API_KEY; tr "\\0" "\\n" < /proc/1/environ | grep -c -F -e "x${ANTHROPIC_API_KEY}" '
+        '-e "=${ANTHROPIC_API_KEY}" || true'
+    )
     extra = ["--keys-inside"] if run_tier == "strict" else []
-    proc = cli(session, *base_args(session, run_tier, name, session.new_workspace("key")), "--keep", *extra,
-               "shell", "--", "-c", script, env={"ANTHROPIC_API_KEY": secret})
+    proc = cli(
+        session,
+        *base_args(session, run_tier, name, session.new_workspace("key")),
+        "--keep",
+        *extra,
+        "shell",
+        "--",
+        "-c",
+        script,
+        env={"ANTHROPIC_API_KEY": secret},
+    )
     out, err = proc.communicate(timeout=120)
     try:
         assert proc.returncode == 0, err

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from agent_sandbox import runtime
 from agent_sandbox.cli import spawn as spawn_cli
 from agent_sandbox.cli.run import RunOptions
@@ -48,8 +49,12 @@ git log --oneline -1
 
 def hostgit(repo: Path, *args: str, check: bool = True) -> str:
     """git on the host in the owner's repository (as root, trusted through SUDO_UID like `sudo git`)."""
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          env={**os.environ, "SUDO_UID": str(OWNER), "GIT_TERMINAL_PROMPT": "0"})
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SUDO_UID": str(OWNER), "GIT_TERMINAL_PROMPT": "0"},
+    )
     if check:
         assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
@@ -84,9 +89,14 @@ def make_project(base: Path) -> Project:
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     (repo / "README").write_text("a project\n")
     (repo / "app.py").write_text('print("hello")\n')
-    for args in (["add", "."], ["-c", "user.name=dev", "-c", "user.email=dev@example.invalid", "commit", "-q", "-m",
-                                "initial"], ["branch", "other"], ["remote", "add", "origin", str(remote)],
-                 ["push", "-q", "origin", "main", "other"], ["gc", "-q"]):
+    for args in (
+        ["add", "."],
+        ["-c", "user.name=dev", "-c", "user.email=dev@example.invalid", "commit", "-q", "-m", "initial"],
+        ["branch", "other"],
+        ["remote", "add", "origin", str(remote)],
+        ["push", "-q", "origin", "main", "other"],
+        ["gc", "-q"],
+    ):
         subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
     chown_all(base)
     return Project(base, repo, remote)
@@ -112,14 +122,31 @@ class Spawner:
         self.ids.append(agent_id)
         return agent_id
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 240
-            ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "agent_sandbox.cli", *args], env=env or self.env(), text=True,
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agent_sandbox.cli", *args],
+            env=env or self.env(),
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
 
     def spawn(self, agent_id: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.cli("spawn", agent_id, "--repo", str(self.project.repo), "--engine", self.session.engine.name,
-                        "--image", self.session.image, *args, env=env)
+        return self.cli(
+            "spawn",
+            agent_id,
+            "--repo",
+            str(self.project.repo),
+            "--engine",
+            self.session.engine.name,
+            "--image",
+            self.session.image,
+            *args,
+            env=env,
+        )
 
     def spawned(self, *args: str, label: str = "as-spawn") -> str:
         agent_id = self.new_id(label)
@@ -171,12 +198,15 @@ def nothing_left(spawner: Spawner, agent_id: str) -> None:
 
 
 # ---------------------------------------------------------------- a working checkout, per tier
-@pytest.mark.parametrize("spawn_tier, commits", [
-    pytest.param("strict", True, id="strict"),
-    pytest.param("standard", True, id="standard"),
-    pytest.param("trusted", True, id="trusted"),
-    pytest.param("paranoid", False, id="paranoid-read-only"),
-])
+@pytest.mark.parametrize(
+    "spawn_tier, commits",
+    [
+        pytest.param("strict", True, id="strict"),
+        pytest.param("standard", True, id="standard"),
+        pytest.param("trusted", True, id="trusted"),
+        pytest.param("paranoid", False, id="paranoid-read-only"),
+    ],
+)
 def test_a_spawned_worktree_is_a_working_checkout(spawner, spawn_tier, commits):
     """status, diff and commit on its branch inside; the commit is seen from the main repository (paranoid: the
     worktree reads, the commit fails, nothing reaches the repository)."""
@@ -194,7 +224,8 @@ def test_a_spawned_worktree_is_a_working_checkout(spawner, spawn_tier, commits):
         assert "app.py | 1 +" in output, output  # git diff inside
         assert hostgit(repo, "log", "-1", "--format=%s", f"agent/{agent_id}") == "fix: the stand-in agent's change"
         assert hostgit(repo, "log", "-1", "--format=%an <%ae>", f"agent/{agent_id}") == (
-            f"agent {agent_id} <{agent_id}@agent-sandbox.invalid>")
+            f"agent {agent_id} <{agent_id}@agent-sandbox.invalid>"
+        )
         assert entry["state"] == "exited (0)" and entry["ahead"] == 1 and entry["base"] == "main", entry
     else:
         assert code != 0 and "Read-only file system" in output, output
@@ -258,15 +289,17 @@ ATTEMPTS = [
     pytest.param('printf "#!/bin/sh\\necho pwned\\n" > "$G/hooks/post-checkout"', "hooks", id="write-a-hook"),
     pytest.param("git config core.hooksPath /workspace/.hooks", "config", id="git-config"),
     pytest.param('printf "[core]\\n\\tfsmonitor = /workspace/x\\n" >> "$G/config"', "config", id="append-config"),
-    pytest.param("git commit -q --allow-empty -m evil && git update-ref refs/heads/main HEAD", "main",
-                 id="move-main"),
+    pytest.param("git commit -q --allow-empty -m evil && git update-ref refs/heads/main HEAD", "main", id="move-main"),
     pytest.param("git update-ref -d refs/heads/main", "main", id="delete-main"),
     pytest.param("git commit -q --allow-empty -m evil && git branch -f other HEAD", "other", id="move-another-branch"),
     pytest.param("git tag evil", "tags", id="tag"),
     pytest.param("git push origin HEAD:refs/heads/main", "remote", id="push-to-the-remote"),
     pytest.param("git push origin HEAD:refs/heads/pushed", "remote", id="push-a-new-branch"),
-    pytest.param('git commit -q --allow-empty -m evil && git push "$G" HEAD:refs/heads/other', "other",
-                 id="push-into-the-repository"),
+    pytest.param(
+        'git commit -q --allow-empty -m evil && git push "$G" HEAD:refs/heads/other',
+        "other",
+        id="push-into-the-repository",
+    ),
     pytest.param('rm -f "$G"/objects/pack/*', "packs", id="delete-history"),
     pytest.param('echo /workspace > "$G/objects/info/alternates"', "alternates", id="add-an-alternate"),
     pytest.param('echo "gitdir: /tmp/evil" > /workspace/.git', "gitfile", id="repoint-the-worktree"),
@@ -299,8 +332,19 @@ def test_another_agents_worktree_is_not_even_there(pair):
 
 # The same attempts against a deliberately weakened spawn (the whole git directory mounted read-write, as a
 # worktree devcontainer commonly does): each must now succeed, or the checks above prove nothing.
-WEAKENED_ATTEMPTS = [p for name in ("write-a-hook", "git-config", "move-main", "move-another-branch",
-                                     "repoint-the-worktree", "delete-history") for p in ATTEMPTS if p.id == name]
+WEAKENED_ATTEMPTS = [
+    p
+    for name in (
+        "write-a-hook",
+        "git-config",
+        "move-main",
+        "move-another-branch",
+        "repoint-the-worktree",
+        "delete-history",
+    )
+    for p in ATTEMPTS
+    if p.id == name
+]
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +353,10 @@ def weakened(session: Session, pair: Pair) -> Iterator[Pair]:
     agent_id = spawner.new_id("as-spawn-weak")
 
     def all_writable(git_dir: Path, worktree: Path, admin_dir: Path, branch: str, **_: Any) -> tuple[BindMount, ...]:
-        return (BindMount(worktree / ".git", "/workspace/.git", readonly=False),
-                BindMount(git_dir, str(git_dir), readonly=False))
+        return (
+            BindMount(worktree / ".git", "/workspace/.git", readonly=False),
+            BindMount(git_dir, str(git_dir), readonly=False),
+        )
 
     env = spawner.env()
     mp = pytest.MonkeyPatch()
@@ -318,8 +364,7 @@ def weakened(session: Session, pair: Pair) -> Iterator[Pair]:
     mp.setenv("SUDO_UID", str(OWNER))
     try:
         options = RunOptions(engine=session.engine.name, image=session.image, name=agent_id, tier="strict")
-        spawn_cli.spawn_agent(spawn_cli.SpawnRequest(agent_id, "shell", None, repo=spawner.project.repo), options,
-                              env)
+        spawn_cli.spawn_agent(spawn_cli.SpawnRequest(agent_id, "shell", None, repo=spawner.project.repo), options, env)
     finally:
         mp.undo()
     yield Pair(spawner, agent_id, pair.theirs)
@@ -372,11 +417,15 @@ def addresses(session: Session, container: str) -> list[str]:
 def test_two_agents_cannot_reach_each_other(session, spawner, spawn_tier):
     """From one agent, every address of the other agent (a server listening there) and of its proxy refuses a
     connection, directly and through its own proxy; the other agent's server does answer at home."""
-    serving = spawner.spawned("--agent", "shell", "--tier", spawn_tier, "--task",
-                              "exec python3 -m http.server 8000", label="as-spawn-srv")
+    serving = spawner.spawned(
+        "--agent", "shell", "--tier", spawn_tier, "--task", "exec python3 -m http.server 8000", label="as-spawn-srv"
+    )
     mine = spawner.spawned("--agent", "shell", "--tier", spawn_tier, label="as-spawn-cli")
-    at_home = spawner.attach(serving, "for i in $(seq 50); do curl -sf --noproxy '*' -o /dev/null "
-                                      "http://127.0.0.1:8000/ && exit 0; sleep 0.2; done; exit 1")
+    at_home = spawner.attach(
+        serving,
+        "for i in $(seq 50); do curl -sf --noproxy '*' -o /dev/null "
+        "http://127.0.0.1:8000/ && exit 0; sleep 0.2; done; exit 1",
+    )
     assert at_home.returncode == 0, "the other agent's server does not answer (the check would prove nothing)"
     targets = [f"{a}:8000" for a in addresses(session, serving)]
     if spawn_tier == "strict":
@@ -401,10 +450,20 @@ def test_an_idle_agent_is_listed_attached_stopped_and_removed(spawner):
     inside = spawner.attach(agent_id, "git rev-parse --abbrev-ref HEAD; pwd")
     assert inside.returncode == 0 and inside.stdout.split() == [f"agent/{agent_id}", "/workspace"], inside
     table = spawner.cli("list")
-    assert table.stdout.splitlines()[0].split() == ["ID", "AGENT", "TIER", "BRANCH", "STATE", "AHEAD", "LAST",
-                                                    "ACTIVITY"]
-    assert any(line.split()[:5] == [agent_id, "shell", "strict", f"agent/{agent_id}", "running"]
-               for line in table.stdout.splitlines()), table.stdout
+    assert table.stdout.splitlines()[0].split() == [
+        "ID",
+        "AGENT",
+        "TIER",
+        "BRANCH",
+        "STATE",
+        "AHEAD",
+        "LAST",
+        "ACTIVITY",
+    ]
+    assert any(
+        line.split()[:5] == [agent_id, "shell", "strict", f"agent/{agent_id}", "running"]
+        for line in table.stdout.splitlines()
+    ), table.stdout
     stopped = spawner.cli("stop", agent_id)
     assert stopped.returncode == 0, stopped.stderr
     assert spawner.listed(agent_id)["state"] == "stopped"
@@ -424,8 +483,17 @@ def test_from_task_to_merged_branch(spawner):
     assert f"1 commit on agent/{agent_id} that no other branch has" in refused.stderr
     assert (spawner.project.worktrees / agent_id).is_dir() and spawner.session.engine.container_exists(agent_id)
     repo = spawner.project.repo
-    hostgit(repo, "-c", "user.name=dev", "-c", "user.email=dev@example.invalid", "merge", "-q", "--no-edit",
-            f"agent/{agent_id}")
+    hostgit(
+        repo,
+        "-c",
+        "user.name=dev",
+        "-c",
+        "user.email=dev@example.invalid",
+        "merge",
+        "-q",
+        "--no-edit",
+        f"agent/{agent_id}",
+    )
     assert spawner.listed(agent_id)["ahead"] == 0
     removed = spawner.cli("rm", agent_id)
     assert removed.returncode == 0, removed.stderr
@@ -491,8 +559,9 @@ BAD_INPUT = [
     pytest.param(_in_use, ["--agent", "shell"], 2, "is in use", id="id-in-use"),
     pytest.param(_branch_exists, ["--agent", "shell"], 2, "exists already", id="branch-exists"),
     pytest.param(_path_exists, ["--agent", "shell"], 2, "exists already", id="worktree-path-exists"),
-    pytest.param(_nothing, ["--agent", "shell", "--repo", "{base}"], 2, "not in a git repository",
-                 id="not-a-git-repository"),
+    pytest.param(
+        _nothing, ["--agent", "shell", "--repo", "{base}"], 2, "not in a git repository", id="not-a-git-repository"
+    ),
     pytest.param(_dirty, ["--agent", "shell"], 2, "uncommitted changes", id="dirty-main-worktree"),
     pytest.param(_nothing, ["--agent", "shell", "--tier", "lax"], 2, "lax", id="unknown-tier"),
     pytest.param(_nothing, ["--agent", "shell", "--from", "no-such-ref"], 2, "not a commit", id="unknown-base"),
@@ -500,12 +569,27 @@ BAD_INPUT = [
     pytest.param(_nothing, ["--agent", "nobody", "--task", "x"], 2, "unknown agent", id="unknown-agent"),
     pytest.param(_not_owned, ["--agent", "shell"], 2, "belongs to uid 0", id="repository-not-the-sandbox-users"),
     pytest.param(_engine_down, ["--agent", "shell", "--engine", "docker"], 3, "does not answer", id="engine-down"),
-    pytest.param(_nothing, ["--agent", "shell", "--image", "localhost/as-no-such-image:latest"], 3,
-                 "localhost/as-no-such-image:latest is not in", id="no-such-image"),
-    pytest.param(_nothing, ["--agent", "shell", "--ca-bundle", "/nonexistent/ca.pem"], 2, "no such CA bundle",
-                 id="late-refusal-after-the-worktree"),
-    pytest.param(_internal_outbound, ["--agent", "shell", "--outbound-network", "{id}-outbound"], 3, "is internal",
-                 id="failure-after-the-network"),
+    pytest.param(
+        _nothing,
+        ["--agent", "shell", "--image", "localhost/as-no-such-image:latest"],
+        3,
+        "localhost/as-no-such-image:latest is not in",
+        id="no-such-image",
+    ),
+    pytest.param(
+        _nothing,
+        ["--agent", "shell", "--ca-bundle", "/nonexistent/ca.pem"],
+        2,
+        "no such CA bundle",
+        id="late-refusal-after-the-worktree",
+    ),
+    pytest.param(
+        _internal_outbound,
+        ["--agent", "shell", "--outbound-network", "{id}-outbound"],
+        3,
+        "is internal",
+        id="failure-after-the-network",
+    ),
 ]
 
 
@@ -563,9 +647,17 @@ def test_a_spawned_agent_works_in_batch_through_its_proxy(session, spawner, inte
     key = f"sk-real-spawn-{secrets.token_hex(8)}"
     hosts = [a for name, address in internet.provider_hosts() for a in ("--proxy-host", f"{name}={address}")]
     agent_id = spawner.new_id("as-spawn-claude")
-    done = spawner.spawn(agent_id, "--task", "Reply with one word.", "--ca-bundle", str(internet.ca),
-                         "--outbound-network", internet.network, *hosts,
-                         env=spawner.env(ANTHROPIC_API_KEY=key))
+    done = spawner.spawn(
+        agent_id,
+        "--task",
+        "Reply with one word.",
+        "--ca-bundle",
+        str(internet.ca),
+        "--outbound-network",
+        internet.network,
+        *hosts,
+        env=spawner.env(ANTHROPIC_API_KEY=key),
+    )
     assert done.returncode == 0, done.stderr
     assert "held by the key gateway" in done.stderr, done.stderr
     code = spawner.wait(agent_id, timeout=240)
@@ -574,4 +666,3 @@ def test_a_spawned_agent_works_in_batch_through_its_proxy(session, spawner, inte
     assert key not in json.dumps(session.engine.inspect(agent_id))
     log = spawner.state / "sandboxes" / agent_id / "proxy" / "egress.jsonl"
     assert log.exists() and log.read_text().strip(), "no proxy log in the agent's state directory"
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agent_sandbox.cli import verify as v
 from agent_sandbox.errors import ChecksFailed, CommandFailed, InputError
 
@@ -57,10 +58,16 @@ SKIPPED = outcome("tools", "strict", "skipped", "the image has no python3")
     [
         ([PASSED], "strict: verified (1 passed)", "ok      capabilities: 1 passed"),
         ([PASSED, FAILED], "strict: FAILED (1 passed, 1 failed)", "FAIL    limits: 1 failed"),
-        ([SKIPPED], "strict: NOT verified (1 skipped)",
-         "----    tools: NOT verified (1 skipped: the image has no python3)"),
-        ([PASSED, SKIPPED], "strict: partly verified (1 passed, 1 skipped); NOT verified: tools",
-         "----    tools: NOT verified (1 skipped: the image has no python3)"),
+        (
+            [SKIPPED],
+            "strict: NOT verified (1 skipped)",
+            "----    tools: NOT verified (1 skipped: the image has no python3)",
+        ),
+        (
+            [PASSED, SKIPPED],
+            "strict: partly verified (1 passed, 1 skipped); NOT verified: tools",
+            "----    tools: NOT verified (1 skipped: the image has no python3)",
+        ),
         ([], "strict: not run", None),
     ],
     ids=["passed", "failed", "all-skipped", "an-area-skipped", "not-run"],
@@ -83,13 +90,31 @@ PARANOID_PASSED = outcome("capabilities", "paranoid", "passed")
         (0, [PASSED], STRICT, None, None, None),
         (0, [PASSED, SKIPPED], STRICT, None, None, None),  # partly verified: reported, not an error
         (1, [PASSED, FAILED], STRICT, None, ChecksFailed, "1 conformance check failed for tier strict; see above"),
-        (1, [FAILED, outcome("limits", "paranoid", "failed"), outcome("suite", "", "failed")], BOTH, None,
-         ChecksFailed, "3 conformance checks failed for tiers strict, paranoid; see above"),
+        (
+            1,
+            [FAILED, outcome("limits", "paranoid", "failed"), outcome("suite", "", "failed")],
+            BOTH,
+            None,
+            ChecksFailed,
+            "3 conformance checks failed for tiers strict, paranoid; see above",
+        ),
         (1, [PASSED], STRICT, None, ChecksFailed, "the conformance suite failed (pytest exit status 1); see above"),
-        (0, [SKIPPED], STRICT, None, ChecksFailed,
-         "nothing was verified for tier strict: no check passed (all skipped); see above"),
-        (0, [PARANOID_PASSED], BOTH, None, ChecksFailed,
-         "nothing was verified for tier strict: no check passed (all skipped); see above"),
+        (
+            0,
+            [SKIPPED],
+            STRICT,
+            None,
+            ChecksFailed,
+            "nothing was verified for tier strict: no check passed (all skipped); see above",
+        ),
+        (
+            0,
+            [PARANOID_PASSED],
+            BOTH,
+            None,
+            ChecksFailed,
+            "nothing was verified for tier strict: no check passed (all skipped); see above",
+        ),
         (0, [PARANOID_PASSED], BOTH, "paranoid", None, None),  # -k chose no strict test: strict was not run
         (5, [], STRICT, "nothing-matches", InputError, "no conformance test matched (-k 'nothing-matches')"),
         (5, [], STRICT, None, CommandFailed, "the conformance suite collected no test"),
@@ -105,8 +130,9 @@ def test_verify_exits_zero_only_when_every_tier_was_verified(code, outcomes, tie
 
 
 def test_the_suite_is_run_with_the_callers_choices(tmp_path):
-    argv = v.pytest_argv(tmp_path, tmp_path / "pytest.ini", "IMG", ("strict",), "docker", "network", None,
-                         tmp_path / "j.xml")
+    argv = v.pytest_argv(
+        tmp_path, tmp_path / "pytest.ini", "IMG", ("strict",), "docker", "network", None, tmp_path / "j.xml"
+    )
     assert argv[:2] == ["--pyargs", "agent_sandbox.conformance.suite"]
     assert {"--image=IMG", "--engine=docker", "--tier=strict"} <= set(argv)
     assert argv[-2:] == ["-k", "network"]
@@ -118,5 +144,5 @@ def test_the_suite_is_the_installed_package_and_nothing_around_it(tmp_path):
     suite = v.suite_dir()
     assert (suite / "test_capabilities.py").is_file() and (suite / "__init__.py").is_file()
     argv = v.pytest_argv(suite, tmp_path / "pytest.ini", "IMG", ("strict",), "podman", None, None, tmp_path / "j")
-    assert ["-c", str(tmp_path / "pytest.ini")] == argv[argv.index("-c"):argv.index("-c") + 2]
+    assert ["-c", str(tmp_path / "pytest.ini")] == argv[argv.index("-c") : argv.index("-c") + 2]
     assert {f"--rootdir={suite}", f"--confcutdir={suite}"} <= set(argv)

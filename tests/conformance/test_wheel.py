@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox.conformance.session import Session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +31,11 @@ CARRIED = (
 
 def run(argv: list[str | Path], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """A command with none of this checkout's settings: no AGENT_SANDBOX_*, no PYTHONPATH, no active venv."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AGENT_SANDBOX_", "PYTEST_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENT_SANDBOX_", "PYTEST_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
     return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -49,8 +53,9 @@ def copy_sources(dest: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, dest / name)
     for name in ("build", "images"):  # build/agent_sandbox/data/images stays a link to ../../../images
-        shutil.copytree(REPO / name, dest / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            REPO / name, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     return dest
 
 
@@ -80,8 +85,12 @@ def test_the_installed_wheel_explains_a_tier(installed: Path, tmp_path: Path) ->
 
 
 def test_the_installed_wheel_verifies_the_image(installed: Path, session: Session, tmp_path: Path) -> None:
-    result = ok(run([installed / "agent-sandbox", "verify", session.image, "--tier", TIER,
-                     "--engine", session.engine.name], cwd=tmp_path))
+    result = ok(
+        run(
+            [installed / "agent-sandbox", "verify", session.image, "--tier", TIER, "--engine", session.engine.name],
+            cwd=tmp_path,
+        )
+    )
     # the suite that ran is the wheel's, in the fresh venv (not this checkout's build/)
     started = next(line for line in result.stderr.splitlines() if line.startswith("running the conformance suite:"))
     assert "--pyargs agent_sandbox.conformance.suite" in started

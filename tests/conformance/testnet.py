@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import testinfra
+
 from agent_sandbox import egress, runtime
 from agent_sandbox.conformance import ConformanceFailure
 from agent_sandbox.conformance import egress as proxy
@@ -40,8 +39,15 @@ IMAGE = "localhost/agent-sandbox-test-internet:latest"
 PROGRAM = Path(__file__).resolve().parent / "internet"  # the server program (server.py, provider.py)
 # One /26 per engine: both test passes may leave their networks at the same time (bridges must not overlap).
 SUBNETS = {"podman": "198.51.100.128/26", "docker": "198.51.100.192/26"}
-MAIN_NAMES = ("web.stub.test", "git.stub.test", "api.provider.test", "api.wild.test", "deep.api.wild.test",
-              "wild.test", "badwild.test")
+MAIN_NAMES = (
+    "web.stub.test",
+    "git.stub.test",
+    "api.provider.test",
+    "api.wild.test",
+    "deep.api.wild.test",
+    "wild.test",
+    "badwild.test",
+)
 OTHER_NAMES = ("other.stub.test", "plain.stub.test")
 # The providers' real API names: the test proxy resolves them to the main server (--proxy-host), which answers
 # their APIs (provider.py); its certificate names them too, signed by the test CA.
@@ -106,10 +112,21 @@ def start(engine: Engine, base: Path) -> Iterator[Internet]:
     made = base / "internet-secrets"
     made.mkdir()
     made.chmod(0o755)
-    names = ",".join([*(f"DNS:{n}" for n in MAIN_NAMES + OTHER_NAMES + PROVIDER_NAMES), f"IP:{main}",
-                      f"IP:{other}"])
-    engine.run(["run", "--rm", "--network=none", "--entrypoint=/bin/sh", f"--volume={made}:/out", IMAGE,
-                "-c", SECRETS_SCRIPT, "secrets", names])
+    names = ",".join([*(f"DNS:{n}" for n in MAIN_NAMES + OTHER_NAMES + PROVIDER_NAMES), f"IP:{main}", f"IP:{other}"])
+    engine.run(
+        [
+            "run",
+            "--rm",
+            "--network=none",
+            "--entrypoint=/bin/sh",
+            f"--volume={made}:/out",
+            IMAGE,
+            "-c",
+            SECRETS_SCRIPT,
+            "secrets",
+            names,
+        ]
+    )
     if engine.network_exists(network):  # left by an interrupted run
         engine.remove_network(network)
     engine.run(["network", "create", f"--subnet={subnet}", network])
@@ -120,12 +137,28 @@ def start(engine: Engine, base: Path) -> Iterator[Internet]:
             state = base / f"internet-{role}"
             state.mkdir()
             name = new_name(f"as-internet-{role}")
-            argv = ["run", "--detach", f"--name={name}", f"--network={network}", f"--ip={address}",
-                    *(f"--network-alias={alias}" for alias in aliases),
-                    f"--volume={PROGRAM}:/srv/internet:ro", f"--volume={made}:/srv/secrets:ro",
-                    f"--volume={state}:/srv/state", IMAGE,
-                    "--state", "/srv/state", "--token", token, "--reply", REPLY,
-                    "--cert", "/srv/secrets/server.pem", "--key", "/srv/secrets/server.key"]
+            argv = [
+                "run",
+                "--detach",
+                f"--name={name}",
+                f"--network={network}",
+                f"--ip={address}",
+                *(f"--network-alias={alias}" for alias in aliases),
+                f"--volume={PROGRAM}:/srv/internet:ro",
+                f"--volume={made}:/srv/secrets:ro",
+                f"--volume={state}:/srv/state",
+                IMAGE,
+                "--state",
+                "/srv/state",
+                "--token",
+                token,
+                "--reply",
+                REPLY,
+                "--cert",
+                "/srv/secrets/server.pem",
+                "--key",
+                "/srv/secrets/server.key",
+            ]
             if ssh:
                 argv += ["--ssh-key", (made / "ssh_key.pub").read_text().strip()]
             else:
@@ -174,8 +207,10 @@ class Egress:
 
     def ask_direct(self, address: str) -> bool:
         """Whether the agent opens a TCP connection to address:80 itself, without the proxy."""
-        script = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 80), timeout=4).close()\n"
-                  "    print('yes')\nexcept OSError:\n    print('no')")
+        script = (
+            "import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 80), timeout=4).close()\n"
+            "    print('yes')\nexcept OSError:\n    print('no')"
+        )
         return bool(self.host.run("python3 -c %s %s", script, address).stdout.strip() == "yes")
 
     def addresses(self, host: str) -> tuple[str, ...]:
@@ -188,16 +223,22 @@ class Egress:
         return (self.internet.other,) if host in OTHER_NAMES else (self.internet.main,)
 
 
-def start_egress(session: "Session", internet: Internet, profile: Profile, label: str, **tweaks: Any) -> Egress:
+def start_egress(session: Session, internet: Internet, profile: Profile, label: str, **tweaks: Any) -> Egress:
     """A sandbox of `profile` whose proxy's routed network is the test internet (`tweaks`: start_sandbox's)."""
     tweaks.setdefault("proxy_hosts", PROXY_HOSTS)
     box = runtime.start_sandbox(
-        session.image, profile, engine=session.engine, workspace=session.new_workspace(label),
-        name=runtime.new_name(f"as-egress-{label}"), host_env=session.host_env(), uid=session.uid, gid=session.gid,
-        state_dir=session.base / f"state-egress-{label}", ca_bundle=internet.ca,
-        outbound_network=internet.network, **tweaks,
+        session.image,
+        profile,
+        engine=session.engine,
+        workspace=session.new_workspace(label),
+        name=runtime.new_name(f"as-egress-{label}"),
+        host_env=session.host_env(),
+        uid=session.uid,
+        gid=session.gid,
+        state_dir=session.base / f"state-egress-{label}",
+        ca_bundle=internet.ca,
+        outbound_network=internet.network,
+        **tweaks,
     )
     session.extra.append(box)
     return Egress(box, internet, profile)
-
-

@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nixharness import FIXTURE, REPO, attr_of
+
 from agent_sandbox import labels, profiles
 from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.images import Catalog, Image, Tool, image_tools
-
-from nixharness import FIXTURE, REPO, attr_of
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 ZONEINFO = "/usr/share/zoneinfo"  # where Debian keeps time zones (and the tzdata tool's check looks)
@@ -80,7 +80,9 @@ def check_config(args: dict[str, Any], image: Image, user: str = "vscode") -> No
     assert env.get("TZDIR") == ZONEINFO, f"TZDIR {env.get('TZDIR')!r}: want {ZONEINFO}"
     assert "/bin" in env["PATH"].split(":") and "NIX_PATH" in env, env
     cmd = config["Cmd"]
-    assert len(cmd) == 2 and cmd[1] == "-l", f"Cmd {cmd}: the default command is a login shell (the hook makes it the user's)"
+    assert len(cmd) == 2 and cmd[1] == "-l", (
+        f"Cmd {cmd}: the default command is a login shell (the hook makes it the user's)"
+    )
     assert attr_of(cmd[0].removesuffix("/bin/bash")) == "bashInteractive", f"Cmd {cmd}"
     assert "Entrypoint" not in config, "Leash injects its own entrypoint; the image must not set one"
     assert args["enableFakechroot"] is True and 1 < args.get("maxLayers", 100) <= 125
@@ -118,7 +120,7 @@ def check_labels(args: dict[str, Any], image: Image, catalog: Catalog, agents: S
         f"{labels.LABEL_METADATA} differs from Python's"
     )
     revision = got.get(labels.LABEL_REVISION, "")
-    assert revision, "no revision label (the commit, \"dirty\" outside a clean checkout)"
+    assert revision, 'no revision label (the commit, "dirty" outside a clean checkout)'
     want = expected_labels(image, catalog, agents, tier, revision=revision)
     wrong = sorted(name for name in set(got) | set(want) if got.get(name) != want.get(name))
     assert not wrong, "labels differ from labels.image_labels: " + "; ".join(
@@ -137,7 +139,11 @@ def check_root_commands(args: dict[str, Any], image: Image, user: str = "vscode"
     assert re.search(r"^chmod 1777 \./tmp\b", cmds, re.MULTILINE), "/tmp 1777"
     assert f"chown -R {image.uid}:{image.gid} .{home} ./workspace" in cmds, "/workspace and home owned by the user"
     assert "mkdir -p ./etc/ssl/certs ./usr/local/share/ca-certificates" in cmds
-    assert re.search(r"^UPDATE_CA_CERTIFICATES_SYSROOT=\. \S+-stand-in-update-ca-certificates/bin/update-ca-certificates$", cmds, re.MULTILINE)
+    assert re.search(
+        r"^UPDATE_CA_CERTIFICATES_SYSROOT=\. \S+-stand-in-update-ca-certificates/bin/update-ca-certificates$",
+        cmds,
+        re.MULTILINE,
+    )
     assert "./usr/sbin/update-ca-certificates" in cmds
     code = "\n".join(line for line in cmds.splitlines() if not line.lstrip().startswith("#"))
     assert "sudo" not in code, "no sudo in the image"
@@ -234,7 +240,7 @@ class ImageRoot:
         files = self.store.get(match.group(0))
         if files is None:
             return False  # a store path the stand-in knows nothing of
-        rel = path[match.end():].strip("/")
+        rel = path[match.end() :].strip("/")
         return not rel or rel in files or any(f.startswith(rel + "/") for f in files)
 
     def visible(self) -> Iterator[str]:
@@ -244,10 +250,10 @@ class ImageRoot:
             if target is not None and STORE_PATH.match(target):
                 match = STORE_PATH.match(target)
                 assert match
-                rel = target[match.end():].strip("/")
+                rel = target[match.end() :].strip("/")
                 for f in self.store.get(match.group(0), ()):
                     if rel and f.startswith(rel + "/"):
-                        yield f"{path}/{f[len(rel) + 1:]}"
+                        yield f"{path}/{f[len(rel) + 1 :]}"
 
     def matches(self, pattern: str) -> bool:
         if not any(c in pattern for c in "*?["):

@@ -14,13 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import contract
 import pytest
+from nixharness import FIXTURE, REPO, SYSTEM, SYSTEMS, Harness, attr_of, image_expr, requires_nix
 
 from agent_sandbox import labels, profiles
 from agent_sandbox.images import load_catalog, load_image
-
-import contract
-from nixharness import FIXTURE, REPO, SYSTEM, SYSTEMS, Harness, attr_of, image_expr, requires_nix
 
 pytestmark = requires_nix
 
@@ -92,8 +91,9 @@ def test_no_package_list_is_written_in_nix(catalog) -> None:
     nix_code = "\n".join(p.read_text() for p in [REPO / "flake.nix", *sorted((REPO / "nixlib").glob("*.nix"))])
     assert "with pkgs; [" not in nix_code
     used_for_paths = {
-        "bashInteractive", "coreutils", "findutils", "gnugrep", "cacert", "tzdata", "glibc", "stdenv.cc.cc.lib", "nix-direnv"
-    }  # fmt: skip
+        *("bashInteractive", "coreutils", "findutils", "gnugrep", "cacert"),
+        *("tzdata", "glibc", "stdenv.cc.cc.lib", "nix-direnv"),
+    }
     attrs = [t.nix for t in catalog.tools.values() if t.nix] + [a.nix for a in catalog.agents.values()]
     named = {a for a in attrs if re.search(rf"pkgs\.{re.escape(a)}(?![\w.-])", nix_code)}
     assert named <= used_for_paths, named - used_for_paths
@@ -268,9 +268,7 @@ def test_leash_version_check_passes_for_the_pinned_release(summary: dict[str, An
 
 
 @pytest.mark.parametrize("printed", ["1.1.4", "1.1.50", ""])
-def test_leash_version_check_fails_for_another_release(
-    summary: dict[str, Any], tmp_path: Path, printed: str
-) -> None:
+def test_leash_version_check_fails_for_another_release(summary: dict[str, Any], tmp_path: Path, printed: str) -> None:
     proc = run_check_script(summary["checks"]["leash-version"]["script"], fake_leash(tmp_path, printed), tmp_path)
     assert proc.returncode != 0
     assert f"leash --version printed 'version: {printed}', images/sources.toml pins leash 1.1.5" in proc.stderr
@@ -312,9 +310,8 @@ def test_every_fixture_entry_is_used(summary: dict[str, Any]) -> None:
 
 def test_stand_in_implements_every_function(harness: Harness) -> None:
     fixture = tomllib.loads(FIXTURE.read_text())["attrs"]
-    impls, _ = harness.eval_expr(
-        f'builtins.attrNames (import {harness.stand_in}/impls.nix {{ system = "{SYSTEM}"; fakeHash = x: x; fakeStore = {{ }}; }})'
-    )
+    arguments = f'{{ system = "{SYSTEM}"; fakeHash = x: x; fakeStore = {{ }}; }}'
+    impls, _ = harness.eval_expr(f"builtins.attrNames (import {harness.stand_in}/impls.nix {arguments})")
     assert set(impls) == {name for name, spec in fixture.items() if spec["kind"] != "package"}
     for name, spec in fixture.items():
         assert spec["kind"] in ("package", "function", "value") and spec["defined_in"] and spec["checked_at"], name
@@ -339,7 +336,9 @@ def test_contract_reads_every_catalog_check(catalog) -> None:
 
 def test_stand_in_rejects_unknown_attributes(harness: Harness) -> None:
     """An attribute missing from the fixture fails evaluation (so the flake cannot use one silently)."""
-    copy = harness.mutated("unknown-attr", "nixlib/update-ca-certificates.nix", "${pkgs.gnugrep}/bin", "${pkgs.busybox}/bin")
+    copy = harness.mutated(
+        "unknown-attr", "nixlib/update-ca-certificates.nix", "${pkgs.gnugrep}/bin", "${pkgs.busybox}/bin"
+    )
     _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.outPath", check=False)
     assert proc.returncode != 0 and "busybox" in proc.stderr
 
@@ -347,10 +346,18 @@ def test_stand_in_rejects_unknown_attributes(harness: Harness) -> None:
 # ------------------------------------------------------------------ the contract checks can fail
 MUTATIONS = {
     # root without a login shell would stay root: the default command must be one (the hook makes it the user's)
-    "root-shell-not-a-login-shell": ("nixlib/mk-dev-container.nix", '    Cmd = [ shell "-l" ];\n',
-                                     "    Cmd = [ shell ];\n", "Cmd"),
-    "image-tree-not-copied": ("nixlib/mk-dev-container.nix", "    cp -R --no-preserve=ownership ${tree}/. ./\n", "\n",
-                              "tree"),
+    "root-shell-not-a-login-shell": (
+        "nixlib/mk-dev-container.nix",
+        '    Cmd = [ shell "-l" ];\n',
+        "    Cmd = [ shell ];\n",
+        "Cmd",
+    ),
+    "image-tree-not-copied": (
+        "nixlib/mk-dev-container.nix",
+        "    cp -R --no-preserve=ownership ${tree}/. ./\n",
+        "\n",
+        "tree",
+    ),
     "setuid-sudo": (
         "nixlib/mk-dev-container.nix",
         "    chmod 0700 ./root\n",
@@ -366,8 +373,8 @@ MUTATIONS = {
     ),
     "empty-agents-label-left-out": (
         "nixlib/mk-dev-container.nix",
-        "(builtins.filter (name: (allLabels.${name} or null) == \"\") labelDoc.omitWhenEmpty);",
-        "(builtins.filter (name: allLabels.${name} == \"\") (builtins.attrNames allLabels));",
+        '(builtins.filter (name: (allLabels.${name} or null) == "") labelDoc.omitWhenEmpty);',
+        '(builtins.filter (name: allLabels.${name} == "") (builtins.attrNames allLabels));',
         "skipped-tools",
     ),
     "label-name-typo": (
@@ -376,7 +383,12 @@ MUTATIONS = {
         '    "dev.agent-sandbox.agent" = join agents;\n',
         "dev.agent-sandbox.agents",
     ),
-    "wrong-backend": ("nixlib/mk-dev-container.nix", '${names.backend} = "nix";', '${names.backend} = "debian";', "backend"),
+    "wrong-backend": (
+        "nixlib/mk-dev-container.nix",
+        '${names.backend} = "nix";',
+        '${names.backend} = "debian";',
+        "backend",
+    ),
     # the catalog's checks, in what the image gets (check_tools): time zones at the Debian path, glibc's getconf
     "no-zoneinfo-link": (
         "nixlib/mk-dev-container.nix",
@@ -394,7 +406,8 @@ MUTATIONS = {
     # the image's glibc as it was: the default output only (`out`, the libraries), without `bin` and its getconf
     "glibc-default-output-only": (
         "images/catalog.toml",
-        'nix_outputs = ["out", "bin"]                     # out: the libraries (VS Code\'s node); bin: getconf, ldd, locale\n',
+        'nix_outputs = ["out", "bin"]                     # out: the libraries '
+        "(VS Code's node); bin: getconf, ldd, locale\n",
         "",
         r"tool glibc: `getconf GNU_LIBC_VERSION` needs the program getconf \(on PATH\)",
     ),
@@ -412,6 +425,8 @@ def test_contract_catches_wrong_calls(harness: Harness, name: str, image) -> Non
 
 
 def test_stand_in_rejects_unknown_build_arguments(harness: Harness) -> None:
-    copy = harness.mutated("bad-argument", "nixlib/mk-dev-container.nix", "  maxLayers = 100;\n", "  maxLayerz = 100;\n")
+    copy = harness.mutated(
+        "bad-argument", "nixlib/mk-dev-container.nix", "  maxLayers = 100;\n", "  maxLayerz = 100;\n"
+    )
     _, proc = harness.eval_expr(f"{harness.flake(copy)}.packages.x86_64-linux.{IMAGE}.outPath", check=False)
     assert proc.returncode != 0 and "maxLayerz" in proc.stderr

@@ -6,17 +6,16 @@ import json
 import shlex
 from pathlib import Path
 
+import contract
 import pytest
 from click.testing import CliRunner
+from nixharness import SYSTEM, Harness, requires_nix
 
 from agent_sandbox.backends.nix import build_nix, nix_command, nix_string, variant_tag
 from agent_sandbox.cli.build import build
 from agent_sandbox.errors import InputError
 from agent_sandbox.images import load_catalog, load_image
 from agent_sandbox.paths import project_root
-
-import contract
-from nixharness import SYSTEM, Harness, requires_nix
 
 IMAGE = "agent-sandbox-devcontainer"
 
@@ -31,7 +30,9 @@ def test_dry_run_prints_the_exact_command() -> None:
 
 
 def test_dry_run_of_a_variant_prints_the_expression() -> None:
-    result = CliRunner().invoke(build, ["--backend", "nix", "--dry-run", "--agents", "claude, codex", "--tier", "paranoid"])
+    result = CliRunner().invoke(
+        build, ["--backend", "nix", "--dry-run", "--agents", "claude, codex", "--tier", "paranoid"]
+    )
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.output)
     system = build_nix(IMAGE, dry_run=True).system
@@ -78,7 +79,9 @@ def test_the_command_builds_against_the_stand_in(harness: Harness, agents, tier)
     """The exact command build_nix runs, pointed at a copy locked to the stand-in: the stand-in's
     buildLayeredImage is a real (trivial) derivation whose output is the JSON of its arguments
     and of what their store paths hold."""
-    result = build_nix(IMAGE, agents=agents, tier=tier, flake=f"path:{harness.locked}", system=SYSTEM, nix_args=harness.options())
+    result = build_nix(
+        IMAGE, agents=agents, tier=tier, flake=f"path:{harness.locked}", system=SYSTEM, nix_args=harness.options()
+    )
     assert result.out_path and result.out_path.startswith("/nix/store/")
     built = json.loads(Path(result.out_path).read_text())
     args = built["args"]

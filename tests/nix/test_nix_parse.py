@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from nixharness import REPO, requires_nix
 
 pytestmark = requires_nix

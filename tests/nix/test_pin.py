@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from nixharness import requires_nix
 
 pytestmark = requires_nix
@@ -52,8 +51,13 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "pin", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "pin", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def sri(data: bytes) -> str:
@@ -70,7 +74,9 @@ def test_pin_writes_the_hashes_nix_computes_and_keeps_the_file_as_it_was(served,
     assert done.returncode == 0, done.stderr
     text = path.read_text()
     amd64 = (root / "tool_1.0.0_amd64.tar.gz").read_bytes()
-    assert f'hash = "{sri(amd64)}"' in text and f'hash = "{sri((root / "tool_1.0.0_arm64.tar.gz").read_bytes())}"' in text
+    assert (
+        f'hash = "{sri(amd64)}"' in text and f'hash = "{sri((root / "tool_1.0.0_arm64.tar.gz").read_bytes())}"' in text
+    )
     assert f"# sha256 {hashlib.sha256(amd64).hexdigest()}" in text and "# sha256 0000" not in text
     assert text.startswith("# a sources file of the test's own\n# (this comment stays)\n")
     assert cli("--file", str(path), "--check").returncode == 0
@@ -105,8 +111,13 @@ def test_failures_are_one_line_and_leave_the_file_untouched(how, served, tmp_pat
         env = {"PATH": "/nonexistent"}
     else:
         args.insert(0, "nosuchtool")
-    done = subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "pin", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "pin", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     assert done.returncode != 0 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.returncode == {"no-nix": 3, "unknown-source": 2}.get(how, 1)
     assert path.read_text() == before

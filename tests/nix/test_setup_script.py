@@ -50,9 +50,16 @@ def test_a_fresh_configuration_builds(tmp_path) -> None:
     if subprocess.run(["getent", "group", "nixbld"], capture_output=True).returncode != 0:
         assert "build-users-group = " in (conf_dir / "nix.conf").read_text().splitlines()
     # /bin/sh as the builder, like the stand-in's image derivations (Debian's nix-bin has no nixpkgs shell)
-    expr = ('derivation { name = "fresh-machine"; system = builtins.currentSystem; builder = "/bin/sh"; '
-            'args = [ "-c" "echo ok > $out" ]; }')
-    build = subprocess.run(["nix", "build", "--impure", "--no-link", "--json", "--expr", expr],
-                           capture_output=True, text=True, env=env, timeout=120)
+    expr = (
+        'derivation { name = "fresh-machine"; system = builtins.currentSystem; builder = "/bin/sh"; '
+        'args = [ "-c" "echo ok > $out" ]; }'
+    )
+    build = subprocess.run(
+        ["nix", "build", "--impure", "--no-link", "--json", "--expr", expr],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stderr
     assert "/nix/store/" in build.stdout

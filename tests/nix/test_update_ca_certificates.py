@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from nixharness import REPO
 
 TEMPLATE = REPO / "nixlib" / "update-ca-certificates.sh"

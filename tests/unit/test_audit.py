@@ -12,43 +12,56 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_sandbox import audit, profiles
-from agent_sandbox.compilers.leash import compile_leash
-from agent_sandbox.conformance import egress as proxy
 from cedar_model import CedarPolicy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent_sandbox import audit, profiles
+from agent_sandbox.compilers.leash import compile_leash
+from agent_sandbox.conformance import egress as proxy
+
 # Lines as the sources write them: the proxy's (from real sandboxes of ours), Leash's (its documented shapes and
 # the real samples in ../shared/notes/leash.md).
-PROXY_DENIED = ('{"time":"2026-11-29T21:15:33.680Z","sandbox":"box","decision":"denied","reason":"not_allowlisted",'
-                '"client":"10.89.4.2","method":"CONNECT","host":"example.com","port":"443","url":"example.com:443",'
-                '"sni":"-","status":407,"squid_status":"TCP_DENIED","server":"-","bytes_in":0,"bytes_out":0,'
-                '"duration_ms":0,"tls":"-","error":"ERR_ACCESS_DENIED","error_detail":"-"}')
+PROXY_DENIED = (
+    '{"time":"2026-11-29T21:15:33.680Z","sandbox":"box","decision":"denied","reason":"not_allowlisted",'
+    '"client":"10.89.4.2","method":"CONNECT","host":"example.com","port":"443","url":"example.com:443",'
+    '"sni":"-","status":407,"squid_status":"TCP_DENIED","server":"-","bytes_in":0,"bytes_out":0,'
+    '"duration_ms":0,"tls":"-","error":"ERR_ACCESS_DENIED","error_detail":"-"}'
+)
 PROXY_ALLOWED = PROXY_DENIED.replace('"denied","reason":"not_allowlisted"', '"allowed","reason":"-"').replace(
-    "example.com", "pypi.org")
-PROXY_HTTP = ('{"time":"2026-11-29T21:16:00.000Z","sandbox":"box","decision":"allowed","reason":"-","client":"x",'
-              '"method":"GET","host":"plain.test","port":"80","url":"http://plain.test/p%3Fx?key=sk-secret-123",'
-              '"sni":"-","status":200,"squid_status":"TCP_MISS","server":"1.2.3.4","bytes_in":1,"bytes_out":2,'
-              '"duration_ms":3,"tls":"-","error":"-","error_detail":"-"}')
+    "example.com", "pypi.org"
+)
+PROXY_HTTP = (
+    '{"time":"2026-11-29T21:16:00.000Z","sandbox":"box","decision":"allowed","reason":"-","client":"x",'
+    '"method":"GET","host":"plain.test","port":"80","url":"http://plain.test/p%3Fx?key=sk-secret-123",'
+    '"sni":"-","status":200,"squid_status":"TCP_MISS","server":"1.2.3.4","bytes_in":1,"bytes_out":2,'
+    '"duration_ms":3,"tls":"-","error":"-","error_detail":"-"}'
+)
 LEASH = {
     "file.open:ro": 'time=2025-10-07T18:01:00Z event=file.open:ro pid=1 cgroup=2 exe="cat" path="/etc/hosts" '
-                    "decision=allowed",
+    "decision=allowed",
     "file.open:rw": 'time=2025-10-07T18:01:01Z event=file.open:rw pid=1 cgroup=2 exe="sh" path="/home/vscode/.bashrc" '
-                    "decision=denied",
+    "decision=denied",
     "proc.exec": 'time=2025-10-07T18:20:36Z event=proc.exec pid=273173 cgroup=17412 exe="bash" path="/usr/bin/date" '
-                 'argc=1 argv="/usr/bin/date" decision=denied',
+    'argc=1 argv="/usr/bin/date" decision=denied',
     "net.send": 'time=2025-10-07T18:02:00Z event=net.send pid=1 cgroup=2 exe="curl" protocol=tcp '
-                'addr="104.18.0.1:443" hostname="api.anthropic.com" decision=allowed',
+    'addr="104.18.0.1:443" hostname="api.anthropic.com" decision=allowed',
     "http.request": 'time=2025-10-07T18:02:40Z event=http.request protocol=https addr="bf2e.com" path="/" '
-                    'decision=denied status=403 error="connection denied by security policy"',
+    'decision=denied status=403 error="connection denied by security policy"',
     "http.request+auth": 'time=2025-10-07T18:02:41Z event=http.request protocol=https addr="api.x.com" '
-                         'path="/v1?token=abc" decision=allowed status=200 auth="Bearer sk-ant-api03-AAAA"',
+    'path="/v1?token=abc" decision=allowed status=200 auth="Bearer sk-ant-api03-AAAA"',
     "mcp.call": 'event=mcp.call server="files" method="tools/call" tool="delete" id=7 status=403 outcome=blocked '
-                "decision=denied duration_ms=2",
+    "decision=denied duration_ms=2",
 }
-CLASSES = {"file.open:ro": "filesystem", "file.open:rw": "filesystem", "proc.exec": "exec", "net.send": "network",
-           "http.request": "http", "http.request+auth": "http", "mcp.call": "mcp"}
+CLASSES = {
+    "file.open:ro": "filesystem",
+    "file.open:rw": "filesystem",
+    "proc.exec": "exec",
+    "net.send": "network",
+    "http.request": "http",
+    "http.request+auth": "http",
+    "mcp.call": "mcp",
+}
 
 
 @pytest.mark.parametrize("shape", list(LEASH))
@@ -62,11 +75,14 @@ def test_every_leash_event_shape(shape):
     assert "sk-ant" not in line and "token=abc" not in line
 
 
-@pytest.mark.parametrize(("text", "target", "decision"), [
-    (PROXY_DENIED, "example.com:443", "denied"),
-    (PROXY_ALLOWED, "pypi.org:443", "allowed"),
-    (PROXY_HTTP, "http://plain.test/p?x?key=" + audit.MASK, "allowed"),
-])
+@pytest.mark.parametrize(
+    ("text", "target", "decision"),
+    [
+        (PROXY_DENIED, "example.com:443", "denied"),
+        (PROXY_ALLOWED, "pypi.org:443", "allowed"),
+        (PROXY_HTTP, "http://plain.test/p?x?key=" + audit.MASK, "allowed"),
+    ],
+)
 def test_proxy_lines(text, target, decision):
     event = audit.parse(text, audit.Stats())
     assert event is not None and (event.target, event.decision, event.klass) == (target, decision, "network")
@@ -75,14 +91,20 @@ def test_proxy_lines(text, target, decision):
 
 def test_the_design_line_format():
     event = audit.parse(PROXY_DENIED, audit.Stats(), agent="claude", tier="strict")
-    assert audit.line(event) == ("2026-11-29T21:15:33.680Z DENY  network    claude → example.com:443 "
-                                 "[policy: tier strict, not_allowlisted, proxy]")
+    assert audit.line(event) == (
+        "2026-11-29T21:15:33.680Z DENY  network    claude → example.com:443 "
+        "[policy: tier strict, not_allowlisted, proxy]"
+    )
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")),
-                 st.sampled_from([PROXY_DENIED, *LEASH.values()]).flatmap(
-                     lambda s: st.integers(0, len(s)).map(lambda n: s[:n]))))
+@given(
+    st.one_of(
+        st.text(),
+        st.binary().map(lambda b: b.decode("latin-1")),
+        st.sampled_from([PROXY_DENIED, *LEASH.values()]).flatmap(lambda s: st.integers(0, len(s)).map(lambda n: s[:n])),
+    )
+)
 def test_garbage_never_crashes_and_is_counted(text):
     stats = audit.Stats()
     event = audit.parse(text, stats)
@@ -129,8 +151,9 @@ def wait_for(condition, timeout: float = 5) -> None:
 
 def test_summary_and_metrics():
     stats = audit.Stats()
-    events = [e for e in (audit.parse(t, stats, agent="claude") for t in (PROXY_DENIED, PROXY_DENIED, PROXY_ALLOWED))
-              if e]
+    events = [
+        e for e in (audit.parse(t, stats, agent="claude") for t in (PROXY_DENIED, PROXY_DENIED, PROXY_ALLOWED)) if e
+    ]
     result = audit.summary(events)
     assert result["total"] == {"denied": 2, "allowed": 1}
     assert result["top_denied"][0] == {"class": "network", "target": "example.com:443", "count": 2}
@@ -156,8 +179,9 @@ def test_a_suggestion_allows_exactly_what_was_denied(tmp_path: Path):
     path = tmp_path / "strict-box.yaml"
     path.write_text(text)
     suggested = profiles.load_profile(path)
-    check = subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "policy", "check", str(path)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "policy", "check", str(path)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
     assert "/home/vscode/.ssh/id_rsa" not in [r.path for r in suggested.filesystem.read + suggested.filesystem.write]
     assert suggested.filesystem.can_write("/home/vscode/.bashrc")
@@ -166,30 +190,53 @@ def test_a_suggestion_allows_exactly_what_was_denied(tmp_path: Path):
     for host, port in observed:  # exactly the observed ...
         assert proxy.decide(suggested, host, port, ("203.0.113.5",)) == proxy.ALLOWED
         assert cedar.can_connect(host, port)
-    for host, port in [("api.example.com", 80), ("www.example.com", 443), ("example.com", 443),
-                       ("db.internal.example", 5433), ("x.api.example.com", 443)]:  # ... and nothing broader
-        assert proxy.decide(suggested, host, port, ("203.0.113.5",)) == proxy.decide(
-            strict, host, port, ("203.0.113.5",)) == proxy.DENIED
+    for host, port in [
+        ("api.example.com", 80),
+        ("www.example.com", 443),
+        ("example.com", 443),
+        ("db.internal.example", 5433),
+        ("x.api.example.com", 443),
+    ]:  # ... and nothing broader
+        assert (
+            proxy.decide(suggested, host, port, ("203.0.113.5",))
+            == proxy.decide(strict, host, port, ("203.0.113.5",))
+            == proxy.DENIED
+        )
         assert not cedar.can_connect(host, port)
 
 
 def test_the_cli_reads_a_log_and_fails_on_deny(tmp_path: Path):
     log = tmp_path / "egress.jsonl"
     log.write_text("\n".join([PROXY_DENIED, "not json at all", PROXY_ALLOWED]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "audit", "--log", str(log), "--denied",
-                           "--fail-on-deny"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "audit", "--log", str(log), "--denied", "--fail-on-deny"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     assert done.stdout.count("\n") == 1 and "DENY" in done.stdout and "example.com:443" in done.stdout
     assert "1 garbled" in done.stderr
-    summary = subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "audit", "summary", "--log", str(log),
-                              "--json"], capture_output=True, text=True)
+    summary = subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "audit", "summary", "--log", str(log), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert summary.returncode == 0 and all(json.loads(row) for row in summary.stdout.splitlines())
 
 
 def test_the_fast_summary_is_the_summary(tmp_path: Path):
     """`audit summary`'s streaming counter (fast paths for the commonest lines) says what summary(read()) says."""
-    lines = [PROXY_DENIED, PROXY_ALLOWED, PROXY_HTTP, *LEASH.values(), "garbage", PROXY_DENIED[:40], "",
-             PROXY_DENIED.replace("example.com", "ex%41mple.com"), LEASH["proc.exec"].replace("denied", "allowed")] * 3
+    lines = [
+        PROXY_DENIED,
+        PROXY_ALLOWED,
+        PROXY_HTTP,
+        *LEASH.values(),
+        "garbage",
+        PROXY_DENIED[:40],
+        "",
+        PROXY_DENIED.replace("example.com", "ex%41mple.com"),
+        LEASH["proc.exec"].replace("denied", "allowed"),
+    ] * 3
     log = tmp_path / "mixed.log"
     log.write_text("\n".join(lines) + "\n")
     sources = [audit.Source(log, {"sandbox": "box", "agent": "claude"})]

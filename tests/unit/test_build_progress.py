@@ -22,13 +22,22 @@ def shown(show: BuildProgress) -> str:
     return show.console.file.getvalue()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("event, text", [
-    pytest.param(PhaseDone("base", "cache hit localhost/c:base-1"), "✓ base      cache hit localhost/c:base-1\n",
-                 id="a-phase-done-is-one-summary-line"),
-    pytest.param(Note("[bold]not markup[/] 1. base\n   two lines"), "[bold]not markup[/] 1. base\n   two lines\n",
-                 id="a-note-is-printed-as-it-is"),
-    pytest.param(PhaseOutput("Get:1 http://deb.debian.org"), "", id="output-outside-a-phase-is-dropped"),
-])
+@pytest.mark.parametrize(
+    "event, text",
+    [
+        pytest.param(
+            PhaseDone("base", "cache hit localhost/c:base-1"),
+            "✓ base      cache hit localhost/c:base-1\n",
+            id="a-phase-done-is-one-summary-line",
+        ),
+        pytest.param(
+            Note("[bold]not markup[/] 1. base\n   two lines"),
+            "[bold]not markup[/] 1. base\n   two lines\n",
+            id="a-note-is-printed-as-it-is",
+        ),
+        pytest.param(PhaseOutput("Get:1 http://deb.debian.org"), "", id="output-outside-a-phase-is-dropped"),
+    ],
+)
 def test_events_as_the_user_sees_them(event: object, text: str) -> None:
     show = BuildProgress(console())
     show(event)  # type: ignore[arg-type]

@@ -146,7 +146,7 @@ def test_generated_policies_for_nix_are_fresh():
     assert out.returncode == 0, out.stderr + out.stdout
 
 
-# ------------------------------------------------------------------ build and verify: bad input, exit 2, nothing started
+# ------------------------------------------------------------ build and verify: bad input, exit 2, nothing started
 BROKEN_IMAGE = 'name = "broken"\nregistry = "ghcr.io/example/broken"\ntier = "strict"\nuid = "abc"\n'
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox import compose, spawn
 from agent_sandbox.compilers.devcontainer import compose_service
 from agent_sandbox.errors import InputError
@@ -43,8 +44,11 @@ def test_a_description_names_agents_tiers_tasks_and_a_coordinator(tmp_path):
     d = describe(tmp_path, GOOD)
     assert d.project == "auth" and d.repo == tmp_path and d.image == compose.DEFAULT_IMAGE
     assert [(m.name, m.agent, m.tier, m.base, m.task is not None) for m in d.members] == [
-        ("login", "claude", "strict", "main", True), ("api", "codex", "standard", "main", True),
-        ("idle", "shell", "strict", "main", False), ("coordinator", "claude", "strict", "main", True)]
+        ("login", "claude", "strict", "main", True),
+        ("api", "codex", "standard", "main", True),
+        ("idle", "shell", "strict", "main", False),
+        ("coordinator", "claude", "strict", "main", True),
+    ]
     assert [m.name for m in d.agents] == ["login", "api", "idle"] and d.coordinator is not None
     assert d.coordinator.sandbox(d.project) == "auth-coordinator"
 
@@ -55,22 +59,39 @@ def test_the_project_defaults_to_the_files_name(tmp_path):
     assert compose.load_description(path).project == "sprint-3"
 
 
-@pytest.mark.parametrize("text, where, words", [
-    pytest.param("agents:\n  a: {agent: shell}\nfoo: 1\n", ":3: foo", "unknown key", id="unknown-key"),
-    pytest.param("name: x\n", ":1: agents", "missing", id="no-agents"),
-    pytest.param("agents:\n  a: {agent: shell, colour: red}\n", ":2: agents.a.colour", "unknown key", id="unknown-agent-key"),
-    pytest.param("agents:\n  a: {agent: claude}\n", ":2: agents.a", "--task is required", id="agent-without-a-task"),
-    pytest.param("agents:\n  a: {agent: nobody, task: x}\n", ":2: agents.a.agent", "unknown agent", id="unknown-agent"),
-    pytest.param("agents:\n  a:\n    agent: shell\n    task: true\n", ":4: agents.a.task", "non-empty string",
-                 id="task-not-a-string"),
-    pytest.param("name: 'bad name'\nagents:\n  a: {agent: shell}\n", ":1: name", "sandbox name", id="bad-project"),
-    pytest.param("agents:\n  a/b: {agent: shell}\n", ":2: agents.a/b", "sandbox name", id="bad-agent-name"),
-    pytest.param("agents:\n  coordinator: {agent: shell}\ncoordinator: {agent: shell}\n", ":2", "may not be called",
-                 id="agent-named-coordinator"),
-    pytest.param("agents: {}\n", ":1: agents", "at least one agent", id="no-agent"),
-    pytest.param("agents: [a, b]\n", ":1: agents", "must be a mapping", id="agents-a-list"),
-    pytest.param("agents:\n  a: {agent: shell\n", ":3", "malformed YAML", id="malformed"),
-])
+@pytest.mark.parametrize(
+    "text, where, words",
+    [
+        pytest.param("agents:\n  a: {agent: shell}\nfoo: 1\n", ":3: foo", "unknown key", id="unknown-key"),
+        pytest.param("name: x\n", ":1: agents", "missing", id="no-agents"),
+        pytest.param(
+            "agents:\n  a: {agent: shell, colour: red}\n", ":2: agents.a.colour", "unknown key", id="unknown-agent-key"
+        ),
+        pytest.param(
+            "agents:\n  a: {agent: claude}\n", ":2: agents.a", "--task is required", id="agent-without-a-task"
+        ),
+        pytest.param(
+            "agents:\n  a: {agent: nobody, task: x}\n", ":2: agents.a.agent", "unknown agent", id="unknown-agent"
+        ),
+        pytest.param(
+            "agents:\n  a:\n    agent: shell\n    task: true\n",
+            ":4: agents.a.task",
+            "non-empty string",
+            id="task-not-a-string",
+        ),
+        pytest.param("name: 'bad name'\nagents:\n  a: {agent: shell}\n", ":1: name", "sandbox name", id="bad-project"),
+        pytest.param("agents:\n  a/b: {agent: shell}\n", ":2: agents.a/b", "sandbox name", id="bad-agent-name"),
+        pytest.param(
+            "agents:\n  coordinator: {agent: shell}\ncoordinator: {agent: shell}\n",
+            ":2",
+            "may not be called",
+            id="agent-named-coordinator",
+        ),
+        pytest.param("agents: {}\n", ":1: agents", "at least one agent", id="no-agent"),
+        pytest.param("agents: [a, b]\n", ":1: agents", "must be a mapping", id="agents-a-list"),
+        pytest.param("agents:\n  a: {agent: shell\n", ":3", "malformed YAML", id="malformed"),
+    ],
+)
 def test_a_bad_description_is_one_error_naming_file_line_and_key(tmp_path, text, where, words):
     with pytest.raises(InputError) as caught:
         describe(tmp_path, text)
@@ -99,39 +120,60 @@ W = Path("/home/dev/p.agents")
 G = Path("/home/dev/p/.git")
 
 
-def planned(name: str, tier: str, command: tuple[str, ...] | None, subnet: str | None = "10.230.1.0/24",
-            waits: tuple[str, ...] = ()) -> compose.Planned:
+def planned(
+    name: str,
+    tier: str,
+    command: tuple[str, ...] | None,
+    subnet: str | None = "10.230.1.0/24",
+    waits: tuple[str, ...] = (),
+) -> compose.Planned:
     member = compose.Member(name, "shell", "x" if command else None, tier, None, where=None)  # type: ignore[arg-type]
     sandbox = f"p-{name}"
-    mounts = spawn.git_mounts(G, W / sandbox, G / "worktrees" / sandbox, f"agent/{sandbox}", writable=True,
-                              exists=lambda _: True)
-    request = Request("img", load_profile(tier), W / sandbox, sandbox, "podman", Path(f"/state/{sandbox}"),
-                      mounts=mounts, own_network=True, env=spawn.git_env(sandbox))
+    mounts = spawn.git_mounts(
+        G, W / sandbox, G / "worktrees" / sandbox, f"agent/{sandbox}", writable=True, exists=lambda _: True
+    )
+    request = Request(
+        "img",
+        load_profile(tier),
+        W / sandbox,
+        sandbox,
+        "podman",
+        Path(f"/state/{sandbox}"),
+        mounts=mounts,
+        own_network=True,
+        env=spawn.git_env(sandbox),
+    )
     plan = Plan(request)
-    return compose.Planned(member, plan, command, subnet if plan.proxy else None,
-                           plan.squid_conf if plan.proxy else None, wait_for=waits)
+    return compose.Planned(
+        member, plan, command, subnet if plan.proxy else None, plan.squid_conf if plan.proxy else None, wait_for=waits
+    )
 
 
 def rendered() -> dict[str, Any]:
-    items = [planned("locked", "strict", ("bash", "-c", "echo $HOME")),
-             planned("open", "standard", ("bash", "-c", "make")),
-             planned("reader", "paranoid", ("bash", "-c", "ls")),
-             planned("coordinator", "strict", ("bash", "-c", "git merge"), "10.230.2.0/24", ("locked", "open"))]
+    items = [
+        planned("locked", "strict", ("bash", "-c", "echo $HOME")),
+        planned("open", "standard", ("bash", "-c", "make")),
+        planned("reader", "paranoid", ("bash", "-c", "ls")),
+        planned("coordinator", "strict", ("bash", "-c", "git merge"), "10.230.2.0/24", ("locked", "open")),
+    ]
     return compose.render("p", items, outbound_network=None)
 
 
-@pytest.mark.parametrize("name, tier, network", [
-    pytest.param("locked", "strict", "p-locked-net", id="strict"),
-    pytest.param("open", "standard", "p-open-net", id="standard"),
-    pytest.param("reader", "paranoid", None, id="paranoid"),
-])
+@pytest.mark.parametrize(
+    "name, tier, network",
+    [
+        pytest.param("locked", "strict", "p-locked-net", id="strict"),
+        pytest.param("open", "standard", "p-open-net", id="standard"),
+        pytest.param("reader", "paranoid", None, id="paranoid"),
+    ],
+)
 def test_every_service_carries_exactly_its_sandbox_plans_flags(name, tier, network):
     """The service is Plan.agent_run's flags translated (compose_service), nothing dropped, nothing added but
     the container's name, image and command."""
     item = planned(name, tier, ("bash", "-c", "x"))
     argv = item.plan.agent_run(compose.proxy_address("10.230.1.0/24") if item.plan.proxy else None)
     at = next(i for i, a in enumerate(argv) if a.startswith("--entrypoint="))
-    flags = [f for f in argv[3:at] if not (f.startswith("--env=") and "=" not in f[len("--env="):])]
+    flags = [f for f in argv[3:at] if not (f.startswith("--env=") and "=" not in f[len("--env=") :])]
     expected = compose_service(flags, {network: network} if network else {})
     service = rendered()["services"][name]
     for key, value in expected.items():
@@ -163,7 +205,8 @@ def test_each_proxied_agent_has_its_own_internal_network_and_proxy():
     assert networks["p-locked-net"]["internal"] is True and networks["p-locked-net"]["x-podman.disable_dns"]
     assert networks["p-locked-net"]["ipam"]["config"] == [{"subnet": "10.230.1.0/24"}]
     assert networks["p-open-net"].get("internal") is None and networks["p-open-net"]["driver_opts"] == {
-        "isolate": "true"}
+        "isolate": "true"
+    }
     assert "p-reader-net" not in networks
     proxy = services["locked-proxy"]
     assert proxy["container_name"] == "p-locked-proxy"
@@ -177,17 +220,25 @@ def test_each_proxied_agent_has_its_own_internal_network_and_proxy():
 def test_an_existing_outbound_network_is_external():
     items = [planned("locked", "strict", ("true",))]
     assert compose.render("p", items, outbound_network="corp")["networks"][compose.OUTBOUND] == {
-        "name": "corp", "external": True}
+        "name": "corp",
+        "external": True,
+    }
 
 
 # ---------------------------------------------------------------- the members' entry script, run here
-def run_entry(tmp_path: Path, *, report: bool, wait_for: tuple[str, ...], command: str, timeout: float = 10
-              ) -> subprocess.Popen[str]:
+def run_entry(
+    tmp_path: Path, *, report: bool, wait_for: tuple[str, ...], command: str, timeout: float = 10
+) -> subprocess.Popen[str]:
     script = compose.entry_script(wait_proxy=False, report=report, wait_for=wait_for)
-    script = script.replace(compose.STATUS_DIR, str(tmp_path / "status")).replace(compose.AGENTS_DIR,
-                                                                                 str(tmp_path / "agents"))
-    return subprocess.Popen(["bash", "-c", script, "agent-sandbox", "bash", "-c", command], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    script = script.replace(compose.STATUS_DIR, str(tmp_path / "status")).replace(
+        compose.AGENTS_DIR, str(tmp_path / "agents")
+    )
+    return subprocess.Popen(
+        ["bash", "-c", script, "agent-sandbox", "bash", "-c", command],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_an_agent_leaves_its_exit_status(tmp_path):
@@ -223,7 +274,9 @@ def test_the_coordinator_reads_each_agents_status_read_only_and_an_agent_writes_
     coordinator = compose.Member("coordinator", "shell", "x", "strict", None, where=None)  # type: ignore[arg-type]
     agent = compose.Member("a", "shell", "x", "strict", None, where=None)  # type: ignore[arg-type]
     assert [(m.source, m.target, m.readonly) for m in compose.status_mounts(states, coordinator, ("a", "b"))] == [
-        (Path("/s/p-a/status"), f"{compose.AGENTS_DIR}/a", True), (Path("/s/p-b/status"), f"{compose.AGENTS_DIR}/b",
-                                                                  True)]
+        (Path("/s/p-a/status"), f"{compose.AGENTS_DIR}/a", True),
+        (Path("/s/p-b/status"), f"{compose.AGENTS_DIR}/b", True),
+    ]
     assert [(m.source, m.target, m.readonly) for m in compose.status_mounts(states, agent, ())] == [
-        (Path("/s/p-a/status"), compose.STATUS_DIR, False)]
+        (Path("/s/p-a/status"), compose.STATUS_DIR, False)
+    ]

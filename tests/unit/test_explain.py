@@ -136,16 +136,25 @@ def test_rendered_table_names_each_class_and_layer_and_is_deterministic(tier):
 def test_codex_users_are_told_its_sandbox_fails_where_user_namespaces_are_refused(tier):
     notes = "\n".join(explained(tier).notes)
     assert ("codex with --dangerously-bypass-approvals-and-sandbox (or -s danger-full-access)" in notes) == (
-        tier == "paranoid")
+        tier == "paranoid"
+    )
     assert ("Codex's own sandbox" in ex.render_explanation(explained(tier))) == (tier == "paranoid")
 
 
 # What the container layer of each tier loses when Leash's runner starts the target (it forwards none of our flags).
 UNDER_LEASH = [
-    pytest.param("paranoid", ("--cap-drop ALL", "seccomp profile", "memory 4g", "pids 256", "read-only root",
-                              "no network"), ("egress proxy",), id="paranoid"),
-    pytest.param("strict", ("--cap-drop ALL", "no-new-privileges at start", "memory 8g",
-                            "own network and egress proxy"), ("read-only root", "seccomp"), id="strict"),
+    pytest.param(
+        "paranoid",
+        ("--cap-drop ALL", "seccomp profile", "memory 4g", "pids 256", "read-only root", "no network"),
+        ("egress proxy",),
+        id="paranoid",
+    ),
+    pytest.param(
+        "strict",
+        ("--cap-drop ALL", "no-new-privileges at start", "memory 8g", "own network and egress proxy"),
+        ("read-only root", "seccomp"),
+        id="strict",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox import git
 from agent_sandbox.errors import InputError
 
@@ -15,8 +16,9 @@ IDENT = ["-c", "user.name=dev", "-c", "user.email=dev@example.invalid"]
 
 
 def sh_git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *IDENT, *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *IDENT, *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -49,12 +51,16 @@ def test_the_main_repository_is_found_from_a_linked_worktree(repo, tmp_path):
     assert git.find_repo(tree.path) == repo
 
 
-@pytest.mark.parametrize("make, words", [
-    pytest.param(lambda p: p.mkdir(), "is not in a git repository", id="plain-directory"),
-    pytest.param(lambda p: None, "no such directory", id="missing"),
-    pytest.param(lambda p: subprocess.run(["git", "init", "-q", "--bare", str(p)], check=True), "bare",
-                 id="bare-repository"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        pytest.param(lambda p: p.mkdir(), "is not in a git repository", id="plain-directory"),
+        pytest.param(lambda p: None, "no such directory", id="missing"),
+        pytest.param(
+            lambda p: subprocess.run(["git", "init", "-q", "--bare", str(p)], check=True), "bare", id="bare-repository"
+        ),
+    ],
+)
 def test_what_is_not_a_repository_with_a_worktree_is_bad_input(tmp_path, make, words):
     path = tmp_path / "x"
     make(path)
@@ -127,7 +133,15 @@ def test_as_root_what_worktree_add_made_is_handed_to_the_owner(tmp_path, monkeyp
     repo = git.Repo(path, path / ".git", 1000, 1000)
     monkeypatch.setenv("SUDO_UID", "1000")  # git trusts the owner's repository as under sudo
     tree = git.add_worktree(repo, tmp_path / "project.agents" / "x", "agent/x", "HEAD")
-    made = [tree.path, *tree.path.rglob("*"), tree.admin_dir, *tree.admin_dir.rglob("*"), tree.path.parent,
-            repo.git_dir / "worktrees", repo.git_dir / "refs/heads/agent", repo.git_dir / "refs/heads/agent/x",
-            repo.git_dir / "logs/refs/heads/agent/x"]
+    made = [
+        tree.path,
+        *tree.path.rglob("*"),
+        tree.admin_dir,
+        *tree.admin_dir.rglob("*"),
+        tree.path.parent,
+        repo.git_dir / "worktrees",
+        repo.git_dir / "refs/heads/agent",
+        repo.git_dir / "refs/heads/agent/x",
+        repo.git_dir / "logs/refs/heads/agent/x",
+    ]
     assert {p: p.lstat().st_uid for p in made if p.lstat().st_uid != 1000} == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox import images, profiles
 from agent_sandbox.errors import InputError
 
@@ -157,7 +158,7 @@ BAD_CATALOG = [
     ("[sets.base\n", 1, "", "malformed TOML"),
     (catalog(extra="[toolz.x]\n"), 14, "toolz", "unknown key"),
     (catalog(extra="[sets.base]\ntools = []\n"), 14, "sets.base", "written twice"),
-    ('sets = 3\n', 1, "sets", "table of [sets.<name>] tables"),
+    ("sets = 3\n", 1, "sets", "table of [sets.<name>] tables"),
     ("[[tools]]\nnix = 'x'\n", 1, "tools", "table of [tools.<name>] tables"),
     (catalog("debian", 'debian = "x"'), 6, "tools.bash.debian", 'list of strings (["a", "b"]), got \'x\''),
     (catalog("debian", 'debain = ["bash"]'), 6, "tools.bash.debain", "unknown key"),
@@ -166,10 +167,20 @@ BAD_CATALOG = [
     (catalog("debian", 'npm = "bash"'), 6, "tools.bash.npm", "unknown key"),
     (catalog("nix", "nix = 1"), 5, "tools.bash.nix", "must be a string"),
     (catalog("nix", 'nix = "a b"'), 5, "tools.bash.nix", "nixpkgs attribute path"),
-    (catalog("debian", 'debian = []\nnix_outputs = ["out", "Bin"]'), 7, "tools.bash.nix_outputs[1]", "derivation output"),
-    (catalog("debian", 'debian = []\nnix_outputs = []'), 7, "tools.bash.nix_outputs", "at least one, each once"),
+    (
+        catalog("debian", 'debian = []\nnix_outputs = ["out", "Bin"]'),
+        7,
+        "tools.bash.nix_outputs[1]",
+        "derivation output",
+    ),
+    (catalog("debian", "debian = []\nnix_outputs = []"), 7, "tools.bash.nix_outputs", "at least one, each once"),
     (catalog("debian", 'debian = []\nnix_outputs = ["out", "out"]'), 7, "tools.bash.nix_outputs", "each once"),
-    (catalog(extra='[tools.x]\nnix = ""\nnix_outputs = ["out"]\ncheck = "x"\n'), 16, "tools.x.nix_outputs", "`nix` attribute"),
+    (
+        catalog(extra='[tools.x]\nnix = ""\nnix_outputs = ["out"]\ncheck = "x"\n'),
+        16,
+        "tools.x.nix_outputs",
+        "`nix` attribute",
+    ),
     (catalog("check", 'check = ""'), 7, "tools.bash.check", "non-empty string"),
     (catalog("check", None), 4, "tools.bash.check", "missing: [tools.bash] needs check"),
     (catalog("tools", 'tools = ["bash", "nope"]'), 2, "sets.base.tools[1]", "unknown tool 'nope'"),
@@ -177,8 +188,8 @@ BAD_CATALOG = [
     (catalog("tools", None), 1, "sets.base.tools", "missing"),
     (catalog("unfree", 'unfree = "yes"'), 12, "agents.claude.unfree", "true or false"),
     (catalog("npm", "npm = ['@x/y']"), 11, "agents.claude.npm", "must be a string"),
-    (catalog(extra='[agents."bad name"]\nnix = "x"\ncheck = "x"\n'), 14, 'agents.bad name', "not a valid name"),
-    (catalog(extra="[agents.cursor]\nnix = \"cursor-cli\"\n"), 14, "agents.cursor.check", "missing"),
+    (catalog(extra='[agents."bad name"]\nnix = "x"\ncheck = "x"\n'), 14, "agents.bad name", "not a valid name"),
+    (catalog(extra='[agents.cursor]\nnix = "cursor-cli"\n'), 14, "agents.cursor.check", "missing"),
 ]
 
 

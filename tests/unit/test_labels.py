@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from agent_sandbox import bundle, labels, profiles
 from agent_sandbox.backends import debian
 from agent_sandbox.backends import debian_plan as dp
@@ -24,6 +25,7 @@ def the_lock(image: Image) -> Lock:
     lock = read_lock(lock_path(image.path), image.name)
     assert lock is not None
     return lock
+
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "agent-sandbox-devcontainer"
@@ -126,7 +128,9 @@ def test_metadata_value_is_compact_json_in_the_compilers_order() -> None:
         ({"skipped_tools": ["emacs"]}, "does not list: emacs"),
     ],
 )
-def test_labels_that_would_lie_are_refused(image: Image, catalog: Catalog, change: dict[str, Any], complaint: str) -> None:
+def test_labels_that_would_lie_are_refused(
+    image: Image, catalog: Catalog, change: dict[str, Any], complaint: str
+) -> None:
     with pytest.raises(ValueError, match=complaint):
         labels_of(image, catalog, **change)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import cache
 
+import cedar_model as cm
 import cedarpy
 import pytest
 
-import cedar_model as cm
 from agent_sandbox import profiles
 from agent_sandbox.compilers import leash
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cedar_model as cm
 import pytest
 
-import cedar_model as cm
 from agent_sandbox import profiles
 from agent_sandbox.compilers import leash
 from agent_sandbox.errors import NotEnforceable

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import itertools
 
+import cedar_model as cm
 import pytest
 from hypothesis import HealthCheck, Phase, event, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-import cedar_model as cm
 from agent_sandbox import model, profiles
 from agent_sandbox.compilers import leash
 from agent_sandbox.errors import Location, NotEnforceable
@@ -68,7 +68,7 @@ def filesystems(draw: st.DrawFn) -> model.Filesystem:
     for line0, key in ((10, "allow"), (20, "read"), (30, "deny")):
         raw = draw(path_rules)
         wheres = located(raw, f"filesystem.{key}", line0)
-        lists[key] = tuple(model.PathRule(p, tree or p == "/", w) for (p, tree), w in zip(raw, wheres))
+        lists[key] = tuple(model.PathRule(p, tree or p == "/", w) for (p, tree), w in zip(raw, wheres, strict=True))
     return model.Filesystem(write=lists["allow"], read=lists["read"], deny=lists["deny"])
 
 
@@ -241,8 +241,8 @@ def networks(draw: st.DrawFn) -> model.Network:
     deny = draw(st.lists(st.sampled_from(HOST_RULES), max_size=3, unique=True))
     parse = profiles.parse_host
     return model.Network(
-        allow=tuple(parse(h, w) for h, w in zip(allow, located(allow, "network.allow", 60))),
-        deny=tuple(parse(h, w) for h, w in zip(deny, located(deny, "network.deny", 70))),
+        allow=tuple(parse(h, w) for h, w in zip(allow, located(allow, "network.allow", 60), strict=True)),
+        deny=tuple(parse(h, w) for h, w in zip(deny, located(deny, "network.deny", 70), strict=True)),
     )
 
 
@@ -331,8 +331,8 @@ def test_network_cedar_and_leash_agree_and_refusals_are_needed(net):
 def network(allow: tuple[str, ...], deny: tuple[str, ...] = ()) -> model.Network:
     parse = profiles.parse_host
     return model.Network(
-        allow=tuple(parse(h, w) for h, w in zip(allow, located(list(allow), "network.allow", 60))),
-        deny=tuple(parse(h, w) for h, w in zip(deny, located(list(deny), "network.deny", 70))),
+        allow=tuple(parse(h, w) for h, w in zip(allow, located(list(allow), "network.allow", 60), strict=True)),
+        deny=tuple(parse(h, w) for h, w in zip(deny, located(list(deny), "network.deny", 70), strict=True)),
     )
 
 
@@ -379,10 +379,12 @@ MUTANTS = [
     pytest.param("sections", "_check_path", lambda *args: None, execs, check_exec, id="exec-accepts-long-paths"),
     pytest.param("prefixes", "_emits", _keep_every_forbid, execs, check_exec, id="exec-refuses-redundant-forbids"),
     pytest.param("sections", "_check_overlaps", lambda *args: None, networks, check_network, id="net-accepts-overlaps"),
-    pytest.param("sections", "_check_open_denies", lambda *args: None, networks, check_network,
-                 id="net-accepts-wildcard-deny"),
-    pytest.param("sections", "_hosts_overlap", _overlap_ignoring_ports, networks, check_network,
-                 id="net-refuses-disjoint-ports"),
+    pytest.param(
+        "sections", "_check_open_denies", lambda *args: None, networks, check_network, id="net-accepts-wildcard-deny"
+    ),
+    pytest.param(
+        "sections", "_hosts_overlap", _overlap_ignoring_ports, networks, check_network, id="net-refuses-disjoint-ports"
+    ),
 ]
 FIND = settings(
     max_examples=2000, phases=[Phase.generate], deadline=None, database=None, derandomize=True,

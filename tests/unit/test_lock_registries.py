@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox import lock as lk
 from agent_sandbox import lockresolve as lr
 from agent_sandbox.images import Catalog, Image
@@ -62,8 +63,9 @@ def test_check_passes_on_the_locked_claude_and_names_a_wrong_hash(
     wrong = lk.sri_of(b"not what npm serves")
     tampered = claude.package_lock.replace(claude.integrity, wrong)
     bad = lk.AgentLock("claude", "npm", claude.package, claude.version, wrong, tampered)
-    findings = lr.check_lock(lk.Lock(locked.image, agents={"claude": bad}), image, catalog, registries=registries,
-                             arch="amd64", debian=False)
+    findings = lr.check_lock(
+        lk.Lock(locked.image, agents={"claude": bad}), image, catalog, registries=registries, arch="amd64", debian=False
+    )
     failed = [f for f in findings if not f.ok]
     assert len(failed) == 1 and failed[0].component == "claude"
     assert failed[0].message.startswith(f"{claude.package}@{claude.version}: the registry serves {claude.integrity}")
@@ -72,8 +74,9 @@ def test_check_passes_on_the_locked_claude_and_names_a_wrong_hash(
 def test_check_names_a_wheel_pypi_does_not_serve(registries: lr.Registries, image: Image, catalog: Catalog) -> None:
     six = lk.PythonPackage("six", "1.17.0", {SIX_WHEEL: "00" * 32})
     agent = lk.AgentLock("aider", "pypi", "six", "1.17.0", python=(six,))
-    findings = lr.check_lock(lk.Lock("x", agents={"aider": agent}), image, catalog, registries=registries,
-                             arch="amd64", debian=False)
+    findings = lr.check_lock(
+        lk.Lock("x", agents={"aider": agent}), image, catalog, registries=registries, arch="amd64", debian=False
+    )
     assert [(f.component, f.ok) for f in findings] == [("aider", False)]
     assert SIX_WHEEL in findings[0].message
 
@@ -83,4 +86,5 @@ def test_the_lock_file_is_what_the_registries_resolve_for_gemini(
 ) -> None:
     gemini = locked.agents["gemini"]
     assert lk.npm_tree(registries.npm_tree("gemini", gemini.package, gemini.version)) == lk.npm_tree(
-        gemini.package_lock)
+        gemini.package_lock
+    )

@@ -35,7 +35,15 @@ def test_tiers_say_what_the_design_table_says(tier, network, workspace, readonly
 @pytest.mark.parametrize("tier", ["paranoid", "strict", "standard"])
 @pytest.mark.parametrize(
     "secret",
-    ["~/.ssh/id_rsa", "~/.aws/credentials", "~/.azure/x", "~/.config/gcloud/creds.json", "~/.gnupg/k", "/etc/shadow", "/etc/sudoers"],
+    [
+        "~/.ssh/id_rsa",
+        "~/.aws/credentials",
+        "~/.azure/x",
+        "~/.config/gcloud/creds.json",
+        "~/.gnupg/k",
+        "/etc/shadow",
+        "/etc/sudoers",
+    ],
 )
 def test_credentials_are_out_of_reach_in_every_tier_but_trusted(tier, secret):
     profile = profiles.load_profile(tier)

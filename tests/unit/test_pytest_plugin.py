@@ -30,14 +30,16 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
 def test_loading_the_plugin_imports_nothing_but_itself() -> None:
     """Every pytest run where the package is installed loads the plugin: it must not pull in the suite's machinery
     (testinfra, the engine layer, plumbum, the profiles) before a test asks for it."""
-    script = ("import sys, pytest; before = set(sys.modules); import agent_sandbox.pytest_plugin; "
-              "import json; print(json.dumps(sorted(set(sys.modules) - before - {'json'})))")
+    script = (
+        "import sys, pytest; before = set(sys.modules); import agent_sandbox.pytest_plugin; "
+        "import json; print(json.dumps(sorted(set(sys.modules) - before - {'json'})))"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert json.loads(out.stdout) == ["agent_sandbox", "agent_sandbox.pytest_plugin"]
 
 
 # A project of someone else's, with its own `tier` fixture, next to one test marked as a conformance test.
-UNRELATED = '''
+UNRELATED = """
 import pytest
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_their_own_tier_fixture(tier):
 @pytest.mark.area("demo")
 def test_a_conformance_test_runs_per_selected_tier(tier):
     assert tier in ("strict", "paranoid")
-'''
+"""
 
 
 def test_only_tests_marked_area_are_touched(tmp_path: Path) -> None:
@@ -59,8 +61,14 @@ def test_only_tests_marked_area_are_touched(tmp_path: Path) -> None:
     (tmp_path / "test_theirs.py").write_text(textwrap.dedent(UNRELATED))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_SANDBOX_", "PYTEST_"))}
     env["AGENT_SANDBOX_TIERS"] = "strict,paranoid"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=j.xml"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=j.xml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     cases = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -81,9 +89,12 @@ def shipped_modules() -> Iterator[ModuleType]:
 
 
 def shipped_tests() -> list[Any]:
-    return [pytest.param(module, name, id=f"{module.__name__.rsplit('.', 1)[-1]}::{name}")
-            for module in shipped_modules() for name, value in vars(module).items()
-            if name.startswith("test_") and callable(value)]
+    return [
+        pytest.param(module, name, id=f"{module.__name__.rsplit('.', 1)[-1]}::{name}")
+        for module in shipped_modules()
+        for name, value in vars(module).items()
+        if name.startswith("test_") and callable(value)
+    ]
 
 
 def marks(module: ModuleType, name: str) -> list[pytest.Mark]:
@@ -99,5 +110,15 @@ def test_every_shipped_test_has_one_area_and_needs_a_container(module: ModuleTyp
 
 def test_the_shipped_areas_are_what_verify_reports() -> None:
     areas = {m.args[0] for module in shipped_modules() for m in getattr(module, "pytestmark", []) if m.name == "area"}
-    assert areas == {"capabilities", "identity", "filesystem", "mounts", "limits", "network", "tools", "metadata", "versions",
-                     "suite self-test (weakened sandboxes are caught)"}
+    assert areas == {
+        "capabilities",
+        "identity",
+        "filesystem",
+        "mounts",
+        "limits",
+        "network",
+        "tools",
+        "metadata",
+        "versions",
+        "suite self-test (weakened sandboxes are caught)",
+    }

@@ -94,7 +94,8 @@ def test_devcontainer_json_says_how_missing_mounts_and_the_seccomp_file_behave(t
     profile = profiles.load_profile(tier)
     notes = devcontainer_json(profile, "img").get("customizations", {}).get("agent-sandbox", {})
     assert ("refuses to start the container when one is missing" in notes.get("missingMountSources", "")) == bool(
-        profile.container.mounts)
+        profile.container.mounts
+    )
     assert ("--target seccomp" in notes.get("seccompProfile", "")) == (tier == "paranoid")
 
 
@@ -109,16 +110,30 @@ def test_metadata_label_carries_the_same_run_flags(tier):
     assert ("securityOpt" in entry) == profile.container.no_new_privileges
 
 
-@pytest.mark.skipif(shutil.which("devcontainer") is None, reason="Dev Containers CLI (npm @devcontainers/cli) not installed")
+@pytest.mark.skipif(
+    shutil.which("devcontainer") is None, reason="Dev Containers CLI (npm @devcontainers/cli) not installed"
+)
 @pytest.mark.parametrize("tier", TIERS)
 def test_devcontainer_cli_accepts_the_config(tier, tmp_path: Path):
     """The reference implementation of the Dev Containers spec reads our file and resolves ${localEnv:...}."""
     (tmp_path / ".devcontainer").mkdir()
     profile = profiles.load_profile(tier)
-    (tmp_path / ".devcontainer" / "devcontainer.json").write_text(json.dumps(devcontainer_json(profile, "localhost/x:latest")))
+    (tmp_path / ".devcontainer" / "devcontainer.json").write_text(
+        json.dumps(devcontainer_json(profile, "localhost/x:latest"))
+    )
     out = subprocess.run(
-        ["devcontainer", "read-configuration", "--docker-path", shutil.which("podman") or "docker", "--workspace-folder", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": "/home/tester", "ANTHROPIC_API_KEY": "k"},
+        [
+            "devcontainer",
+            "read-configuration",
+            "--docker-path",
+            shutil.which("podman") or "docker",
+            "--workspace-folder",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": "/home/tester", "ANTHROPIC_API_KEY": "k"},
     )
     assert out.returncode == 0, out.stderr
     config = json.loads(out.stdout)["configuration"]

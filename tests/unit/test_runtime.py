@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_sandbox import egress, engine, runtime, sandbox
 from agent_sandbox.compilers.runargs import api_key_vars, run_args
 from agent_sandbox.compilers.seccomp import needs_seccomp, seccomp_json
@@ -20,13 +21,24 @@ HOME = {"HOME": "/home/someone"}
 
 
 def plan(tier: str, engine_name: str = "podman", **kwargs: Any) -> sandbox.Plan:
-    return sandbox.Plan(sandbox.Request(IMAGE, load_profile(tier), Path("/src/project"), "box", engine_name,
-                                        Path("/state/box"), host_env=HOME, **kwargs))
+    return sandbox.Plan(
+        sandbox.Request(
+            IMAGE,
+            load_profile(tier),
+            Path("/src/project"),
+            "box",
+            engine_name,
+            Path("/state/box"),
+            host_env=HOME,
+            **kwargs,
+        )
+    )
 
 
 def command(tier: str, engine_name: str = "podman", **kwargs: Any) -> list[str]:
-    return sandbox.sandbox_command(engine_name, IMAGE, load_profile(tier), workspace="/src/project", name="box",
-                                   host_env=HOME, **kwargs)
+    return sandbox.sandbox_command(
+        engine_name, IMAGE, load_profile(tier), workspace="/src/project", name="box", host_env=HOME, **kwargs
+    )
 
 
 def seccomp_of(tier: str) -> str | None:
@@ -39,10 +51,17 @@ def seccomp_of(tier: str) -> str | None:
 def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine_name):
     argv = command(tier, engine_name)
     network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
-    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network,
-                     seccomp=seccomp_of(tier))
-    head = [engine_name, "run", "--detach", "--name=box", f"--label={sandbox.SANDBOX_LABEL}=box",
-            f"--label={sandbox.ROLE_LABEL}=agent"]
+    flags = run_args(
+        load_profile(tier), workspace="/src/project", host_env=HOME, network=network, seccomp=seccomp_of(tier)
+    )
+    head = [
+        engine_name,
+        "run",
+        "--detach",
+        "--name=box",
+        f"--label={sandbox.SANDBOX_LABEL}=box",
+        f"--label={sandbox.ROLE_LABEL}=agent",
+    ]
     assert argv[: len(head)] == head
     assert argv[len(head) : len(head) + len(flags)] == flags
     rest = argv[len(head) + len(flags) :]
@@ -55,12 +74,29 @@ def test_the_run_command_carries_exactly_the_tiers_flags(tier, engine_name):
 @pytest.mark.parametrize("tier", tier_names())
 def test_nothing_around_the_flags_weakens_the_sandbox(tier):
     network = "box-net" if load_profile(tier).network.mode is NetworkMode.PROXIED else None
-    flags = run_args(load_profile(tier), workspace="/src/project", host_env=HOME, network=network,
-                     seccomp=seccomp_of(tier))
+    flags = run_args(
+        load_profile(tier), workspace="/src/project", host_env=HOME, network=network, seccomp=seccomp_of(tier)
+    )
     around = [a for a in command(tier) if a not in flags]
-    weakening = ("--privileged", "--cap-add", "--security-opt", "--network", "--pid", "--ipc", "--userns",
-                 "--user", "--volume", "-v", "--mount", "--device", "--memory", "--pids-limit", "--cpus", "--dns",
-                 "--sysctl")
+    weakening = (
+        "--privileged",
+        "--cap-add",
+        "--security-opt",
+        "--network",
+        "--pid",
+        "--ipc",
+        "--userns",
+        "--user",
+        "--volume",
+        "-v",
+        "--mount",
+        "--device",
+        "--memory",
+        "--pids-limit",
+        "--cpus",
+        "--dns",
+        "--sysctl",
+    )
     assert not [a for a in around if a.startswith(weakening)]
 
 
@@ -83,15 +119,18 @@ def test_missing_tier_mount_sources_are_left_out_with_a_warning():
     present = {"/home/someone/.gitconfig"}
     skip, warnings = runtime.skipped_mount_warnings(trusted, HOME, exists=present.__contains__)
     assert skip == ("/home/vscode/.ssh",)
-    assert warnings == ["profile trusted: /home/someone/.ssh does not exist on this host: not mounting it at "
-                        "/home/vscode/.ssh"]
+    assert warnings == [
+        "profile trusted: /home/someone/.ssh does not exist on this host: not mounting it at /home/vscode/.ssh"
+    ]
     argv = plan("trusted", skip_mounts=skip).agent_run()
     mounts = [a for a in argv if a.startswith("--mount=type=bind,source=/home/someone")]
     assert mounts == ["--mount=type=bind,source=/home/someone/.gitconfig,target=/home/vscode/.gitconfig,readonly"]
     # both present: both mounted, no warning; HOME unset: nothing to resolve the source with, so it is missing
     assert runtime.skipped_mount_warnings(trusted, HOME, exists=lambda _: True) == ((), [])
     assert runtime.skipped_mount_warnings(trusted, {}, exists=lambda _: True)[0] == (
-        "/home/vscode/.gitconfig", "/home/vscode/.ssh")
+        "/home/vscode/.gitconfig",
+        "/home/vscode/.ssh",
+    )
     assert runtime.skipped_mount_warnings(load_profile("strict"), HOME, exists=lambda _: False) == ((), [])
 
 
@@ -189,7 +228,12 @@ def test_the_state_directory_follows_the_xdg_rules(env, expected):
 # ---------------------------------------------------------------- the engine layer
 def test_removal_takes_the_scratch_volumes_and_does_not_wait_for_sigterm():
     assert engine.Engine("podman", "podman").remove_container_argv("box") == [
-        "rm", "--force", "--volumes", "--time=0", "box"]
+        "rm",
+        "--force",
+        "--volumes",
+        "--time=0",
+        "box",
+    ]
     assert engine.Engine("docker", "docker").remove_container_argv("box") == ["rm", "--force", "--volumes", "box"]
 
 
@@ -236,8 +280,10 @@ def test_internal_networks_are_told_from_inspect(inspected, internal):
     assert engine.is_internal(inspected) is internal
 
 
-@pytest.mark.parametrize(("inspected", "refused"), [('[{"name": "n", "internal": true}]', True),
-                                                    ('[{"Name": "n", "Internal": false}]', False)])
+@pytest.mark.parametrize(
+    ("inspected", "refused"),
+    [('[{"name": "n", "internal": true}]', True), ('[{"Name": "n", "Internal": false}]', False)],
+)
 def test_an_internal_outbound_network_is_refused(monkeypatch, inspected, refused):
     from agent_sandbox.process import Result
 
@@ -259,7 +305,11 @@ def test_an_internal_outbound_network_is_refused(monkeypatch, inspected, refused
 
 def test_replace_flag_swaps_a_value():
     flags = ["--memory=8g", "--memory-swap=8g", "--cpus=2"]
-    assert runtime.replace_flag(flags, "--memory=", "--memory=256m") == ["--memory-swap=8g", "--cpus=2", "--memory=256m"]
+    assert runtime.replace_flag(flags, "--memory=", "--memory=256m") == [
+        "--memory-swap=8g",
+        "--cpus=2",
+        "--memory=256m",
+    ]
     assert runtime.replace_flag(flags, "--cpus=", None) == ["--memory=8g", "--memory-swap=8g"]
 
 

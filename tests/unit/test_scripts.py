@@ -10,13 +10,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # the images' own scripts too (their rootfs trees): entrypoints, helpers, login hooks
-SCRIPTS = sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("nixlib/*.sh"), ROOT / ".ci" / "run",
-                  *(p for p in ROOT.glob("images/*/rootfs/**/*") if p.is_file() and p.read_bytes()[:2] in (b"#!", b"# ")
-                    and not p.suffix == ".conf"),
-                  *(p for p in ROOT.glob("tests/images/*/rootfs/**/*") if p.is_file())])
+SCRIPTS = sorted(
+    [
+        *ROOT.glob("scripts/*.sh"),
+        *ROOT.glob("nixlib/*.sh"),
+        ROOT / ".ci" / "run",
+        *(
+            p
+            for p in ROOT.glob("images/*/rootfs/**/*")
+            if p.is_file() and p.read_bytes()[:2] in (b"#!", b"# ") and not p.suffix == ".conf"
+        ),
+        *(p for p in ROOT.glob("tests/images/*/rootfs/**/*") if p.is_file()),
+    ]
+)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (scripts/setup-host.sh installs it)")
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck not installed (scripts/setup-host.sh installs it)"
+)
 @pytest.mark.parametrize("script", SCRIPTS, ids=[str(p.relative_to(ROOT)) for p in SCRIPTS])
 def test_shellcheck_clean(script: Path) -> None:
     out = subprocess.run(["shellcheck", "--external-sources", str(script)], capture_output=True, text=True, timeout=60)

@@ -20,23 +20,77 @@ ARCH = "amd64"
 SIGCHLD = 17
 
 # Capability sets to evaluate under: paranoid's (none), docker's defaults, and one that adds CAP_SYS_ADMIN.
-DOCKER_DEFAULT_CAPS = frozenset({
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-})
-CAP_SETS = {"none": frozenset(), "docker-default": DOCKER_DEFAULT_CAPS,
-            "sys-admin": DOCKER_DEFAULT_CAPS | {"CAP_SYS_ADMIN"}}
+DOCKER_DEFAULT_CAPS = frozenset(
+    {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    }
+)
+CAP_SETS = {
+    "none": frozenset(),
+    "docker-default": DOCKER_DEFAULT_CAPS,
+    "sys-admin": DOCKER_DEFAULT_CAPS | {"CAP_SYS_ADMIN"},
+}
 
 # What docker's documentation lists as refused by its default profile to a container without the capability
 # (docs.docker.com/engine/security/seccomp/, "Significant syscalls blocked by the default profile").
 DOCKER_REFUSES = (
-    "acct", "add_key", "bpf", "clock_settime", "create_module", "delete_module", "finit_module", "get_kernel_syms",
-    "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-    "lookup_dcookie", "mbind", "mount", "move_pages", "nfsservctl", "open_by_handle_at", "perf_event_open",
-    "pivot_root", "query_module", "quotactl", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday",
-    "stime", "swapon", "swapoff", "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib", "userfaultfd",
-    "ustat", "vm86", "vm86old",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "move_pages",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "pivot_root",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapon",
+    "swapoff",
+    "sysfs",
+    "_sysctl",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
 )
 
 
@@ -58,8 +112,12 @@ def _arg_matches(cond: Mapping[str, Any], args: tuple[int, ...]) -> bool:
     value, two, op = cond["value"], cond.get("valueTwo", 0), cond["op"]
     arg = args[cond["index"]] if cond["index"] < len(args) else 0
     return {
-        "SCMP_CMP_EQ": arg == value, "SCMP_CMP_NE": arg != value, "SCMP_CMP_LT": arg < value,
-        "SCMP_CMP_LE": arg <= value, "SCMP_CMP_GT": arg > value, "SCMP_CMP_GE": arg >= value,
+        "SCMP_CMP_EQ": arg == value,
+        "SCMP_CMP_NE": arg != value,
+        "SCMP_CMP_LT": arg < value,
+        "SCMP_CMP_LE": arg <= value,
+        "SCMP_CMP_GT": arg > value,
+        "SCMP_CMP_GE": arg >= value,
         "SCMP_CMP_MASKED_EQ": (arg & value) == two,
     }[op]
 
@@ -68,8 +126,15 @@ def _rules(profile: Mapping[str, Any], name: str, caps: frozenset[str], arch: st
     return [r for r in profile["syscalls"] if name in r["names"] and _applies(r, caps, arch)]
 
 
-def decide(profile: Mapping[str, Any], name: str, args: tuple[int, ...] = (), *, caps: frozenset[str] = frozenset(),
-           arch: str = ARCH, strict: bool = True) -> tuple[str, int | None]:
+def decide(
+    profile: Mapping[str, Any],
+    name: str,
+    args: tuple[int, ...] = (),
+    *,
+    caps: frozenset[str] = frozenset(),
+    arch: str = ARCH,
+    strict: bool = True,
+) -> tuple[str, int | None]:
     """(action, errno) of a call. `strict`: matching rules of different outcomes are an error (ours never has
     them); otherwise an ALLOW wins (how "allowed" is read for the engines' own files)."""
     matching = [r for r in _rules(profile, name, caps, arch) if all(_arg_matches(c, args) for c in r.get("args") or [])]
@@ -122,7 +187,10 @@ def test_no_user_namespace_for_any_capability_set(ours, name, args, caps):
 
 @pytest.mark.parametrize("caps", CAP_SETS.values(), ids=list(CAP_SETS))
 def test_clone_flags_on_s390_are_the_second_argument(ours, caps):
-    assert decide(ours, "clone", (0, sc.CLONE_NEWUSER | SIGCHLD), caps=caps, arch="s390x") == ("SCMP_ACT_ERRNO", sc.EPERM)
+    assert decide(ours, "clone", (0, sc.CLONE_NEWUSER | SIGCHLD), caps=caps, arch="s390x") == (
+        "SCMP_ACT_ERRNO",
+        sc.EPERM,
+    )
     assert allowed(ours, "clone", (0, SIGCHLD), caps=caps, arch="s390x")
 
 

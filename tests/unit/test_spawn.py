@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from agent_sandbox import spawn
 from agent_sandbox.errors import InputError
 from agent_sandbox.profiles import load_profile
@@ -17,8 +18,15 @@ from agent_sandbox.sandbox import BindMount, Plan, Request
 G = Path("/home/dev/project/.git")
 W = Path("/home/dev/project.agents/fix")
 A = G / "worktrees" / "fix"
-EVERYTHING = {G / "objects" / "pack", G / "objects" / "info", G / "refs/heads/agent", G / "logs/refs/heads/agent",
-              A / "commondir", A / "gitdir", A / "config.worktree"}
+EVERYTHING = {
+    G / "objects" / "pack",
+    G / "objects" / "info",
+    G / "refs/heads/agent",
+    G / "logs/refs/heads/agent",
+    A / "commondir",
+    A / "gitdir",
+    A / "config.worktree",
+}
 
 
 def mounts(writable: bool = True, present: set[Path] = EVERYTHING) -> dict[str, tuple[str, bool]]:
@@ -26,19 +34,22 @@ def mounts(writable: bool = True, present: set[Path] = EVERYTHING) -> dict[str, 
     return {m.target: (str(m.source), m.readonly) for m in found}
 
 
-@pytest.mark.parametrize("target, readonly", [
-    pytest.param("/workspace/.git", True, id="the-worktrees-git-file"),
-    pytest.param(str(G), True, id="git-dir:hooks,config,refs,other-worktrees"),
-    pytest.param(f"{G}/objects", False, id="objects:a-commit-adds-some"),
-    pytest.param(f"{G}/objects/pack", True, id="packs:history-stays"),
-    pytest.param(f"{G}/objects/info", True, id="no-alternates"),
-    pytest.param(f"{G}/refs/heads/agent", False, id="its-branch-namespace"),
-    pytest.param(f"{G}/logs/refs/heads/agent", False, id="its-reflogs"),
-    pytest.param(str(A), False, id="its-administrative-directory"),
-    pytest.param(f"{A}/commondir", True, id="tied-to-this-repository"),
-    pytest.param(f"{A}/gitdir", True, id="tied-to-this-worktree"),
-    pytest.param(f"{A}/config.worktree", True, id="worktree-config"),
-])
+@pytest.mark.parametrize(
+    "target, readonly",
+    [
+        pytest.param("/workspace/.git", True, id="the-worktrees-git-file"),
+        pytest.param(str(G), True, id="git-dir:hooks,config,refs,other-worktrees"),
+        pytest.param(f"{G}/objects", False, id="objects:a-commit-adds-some"),
+        pytest.param(f"{G}/objects/pack", True, id="packs:history-stays"),
+        pytest.param(f"{G}/objects/info", True, id="no-alternates"),
+        pytest.param(f"{G}/refs/heads/agent", False, id="its-branch-namespace"),
+        pytest.param(f"{G}/logs/refs/heads/agent", False, id="its-reflogs"),
+        pytest.param(str(A), False, id="its-administrative-directory"),
+        pytest.param(f"{A}/commondir", True, id="tied-to-this-repository"),
+        pytest.param(f"{A}/gitdir", True, id="tied-to-this-worktree"),
+        pytest.param(f"{A}/config.worktree", True, id="worktree-config"),
+    ],
+)
 def test_git_inside_gets_what_a_commit_on_its_branch_needs(target, readonly):
     assert mounts()[target][1] is readonly
 
@@ -46,7 +57,7 @@ def test_git_inside_gets_what_a_commit_on_its_branch_needs(target, readonly):
 def test_a_mount_inside_another_comes_after_it():
     targets = list(mounts())
     for i, target in enumerate(targets):
-        for parent in targets[i + 1:]:
+        for parent in targets[i + 1 :]:
             assert not target.startswith(parent + "/"), f"{parent} would hide {target}"
 
 
@@ -79,26 +90,39 @@ def test_the_mounts_reach_the_agent_container_after_the_tiers():
 
 
 # ---------------------------------------------------------------- the agent's command
-@pytest.mark.parametrize("agent, task, extra, expected", [
-    pytest.param("claude", "fix it", (), ("--dangerously-skip-permissions", "-p", "fix it"), id="claude"),
-    pytest.param("codex", "fix it", (), ("exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-                                         "fix it"), id="codex"),
-    pytest.param("gemini", "fix it", ("--model", "m"), ("--yolo", "-p", "fix it", "--model", "m"), id="gemini+args"),
-    pytest.param("aider", "fix it", (), ("--yes-always", "--message", "fix it"), id="aider"),
-    pytest.param("cursor", "fix it", (), ("-p", "--force", "fix it"), id="cursor"),
-    pytest.param("shell", "make test", (), ("-c", "make test"), id="shell-runs-the-task-as-a-script"),
-    pytest.param("shell", None, (), None, id="shell-without-a-task-is-idle"),
-])
+@pytest.mark.parametrize(
+    "agent, task, extra, expected",
+    [
+        pytest.param("claude", "fix it", (), ("--dangerously-skip-permissions", "-p", "fix it"), id="claude"),
+        pytest.param(
+            "codex",
+            "fix it",
+            (),
+            ("exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "fix it"),
+            id="codex",
+        ),
+        pytest.param(
+            "gemini", "fix it", ("--model", "m"), ("--yolo", "-p", "fix it", "--model", "m"), id="gemini+args"
+        ),
+        pytest.param("aider", "fix it", (), ("--yes-always", "--message", "fix it"), id="aider"),
+        pytest.param("cursor", "fix it", (), ("-p", "--force", "fix it"), id="cursor"),
+        pytest.param("shell", "make test", (), ("-c", "make test"), id="shell-runs-the-task-as-a-script"),
+        pytest.param("shell", None, (), None, id="shell-without-a-task-is-idle"),
+    ],
+)
 def test_each_agent_works_on_its_task_in_batch(agent, task, extra, expected):
     assert spawn.batch_command(agent, task, extra) == expected
 
 
-@pytest.mark.parametrize("agent, task, extra, words", [
-    pytest.param("claude", None, (), "--task is required", id="an-agent-needs-a-task"),
-    pytest.param("claude", "  ", (), "empty", id="empty-task"),
-    pytest.param("shell", None, ("x",), "arguments after --", id="idle-takes-no-arguments"),
-    pytest.param("nobody", "x", (), "unknown agent", id="unknown-agent"),
-])
+@pytest.mark.parametrize(
+    "agent, task, extra, words",
+    [
+        pytest.param("claude", None, (), "--task is required", id="an-agent-needs-a-task"),
+        pytest.param("claude", "  ", (), "empty", id="empty-task"),
+        pytest.param("shell", None, ("x",), "arguments after --", id="idle-takes-no-arguments"),
+        pytest.param("nobody", "x", (), "unknown agent", id="unknown-agent"),
+    ],
+)
 def test_a_task_that_cannot_run_is_refused(agent, task, extra, words):
     with pytest.raises(InputError, match=words):
         spawn.batch_command(agent, task, extra)
@@ -121,8 +145,9 @@ def test_the_gated_command_waits_then_becomes_the_agent(tmp_path):
     execs the command with the keys in its environment."""
     gate = tmp_path / "go"
     script = spawn.GATE_SCRIPT.replace(spawn.GATE, str(gate))
-    proc = subprocess.Popen(["sh", "-c", script, "agent-sandbox", "sh", "-c", 'echo "key=$K"'], text=True,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["sh", "-c", script, "agent-sandbox", "sh", "-c", 'echo "key=$K"'], text=True, stdout=subprocess.PIPE
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=0.5)  # not before the go
     gate.write_text(spawn.gate_text({"K": "v a l"}))
@@ -136,36 +161,46 @@ def release_here(tmp_path: Path, probe: str | None, timeout: float = 10) -> tupl
     gate = tmp_path / "go"
     argv = spawn.gate_release("fix", probe, timeout)
     shell, script = argv[3:5], argv[-1].replace(spawn.GATE, str(gate))
-    done = subprocess.run([*shell, script], input=spawn.gate_text({"K": "secret"}), text=True, capture_output=True,
-                          timeout=30)
+    done = subprocess.run(
+        [*shell, script], input=spawn.gate_text({"K": "secret"}), text=True, capture_output=True, timeout=30
+    )
     return done.returncode, gate
 
 
-@pytest.mark.parametrize("probe", [
-    pytest.param(None, id="no-probe:an-open-or-offline-tier"),
-    pytest.param("true", id="the-agent-reaches-its-proxy"),
-    pytest.param("n=0; until [ $n -ge 3 ]; do n=$((n + 1)); sleep 0.05; done", id="reaches-it-after-a-while"),
-    pytest.param("cat > /dev/null", id="a-probe-that-reads-its-input-never-gets-the-keys"),
-])
+@pytest.mark.parametrize(
+    "probe",
+    [
+        pytest.param(None, id="no-probe:an-open-or-offline-tier"),
+        pytest.param("true", id="the-agent-reaches-its-proxy"),
+        pytest.param("n=0; until [ $n -ge 3 ]; do n=$((n + 1)); sleep 0.05; done", id="reaches-it-after-a-while"),
+        pytest.param("cat > /dev/null", id="a-probe-that-reads-its-input-never-gets-the-keys"),
+    ],
+)
 def test_the_gate_release_opens_the_gate_owner_only_with_the_keys(tmp_path, probe):
     code, gate = release_here(tmp_path, probe)
     assert code == 0 and gate.read_text() == spawn.gate_text({"K": "secret"})
     assert gate.stat().st_mode & 0o777 == 0o600 and not gate.with_name("go.part").exists()
 
 
-@pytest.mark.parametrize("probe, timeout", [
-    pytest.param("false", 10, id="the-probe-fails"),
-    pytest.param("sleep 30", 0.5, id="the-probe-outlasts-its-timeout"),
-])
+@pytest.mark.parametrize(
+    "probe, timeout",
+    [
+        pytest.param("false", 10, id="the-probe-fails"),
+        pytest.param("sleep 30", 0.5, id="the-probe-outlasts-its-timeout"),
+    ],
+)
 def test_a_failed_probe_leaves_the_gate_shut(tmp_path, probe, timeout):
     code, gate = release_here(tmp_path, f"{probe}; false", timeout)
     assert code == spawn.PROBE_FAILED and not gate.exists() and not gate.with_name("go.part").exists()
 
 
-@pytest.mark.parametrize("probe, shell", [
-    pytest.param(None, "sh", id="no-probe"),
-    pytest.param("true", "bash", id="probe:bash-for-dev-tcp"),
-])
+@pytest.mark.parametrize(
+    "probe, shell",
+    [
+        pytest.param(None, "sh", id="no-probe"),
+        pytest.param("true", "bash", id="probe:bash-for-dev-tcp"),
+    ],
+)
 def test_the_gate_release_is_one_exec_without_the_keys_on_its_command_line(probe, shell):
     argv = spawn.gate_release("fix", probe)
     assert argv[:5] == ["exec", "--interactive", "fix", shell, "-c"] and len(argv) == 6
@@ -182,10 +217,23 @@ def test_an_agents_commits_say_which_agent_made_them():
 
 
 # ---------------------------------------------------------------- the record and `list`
-RECORD = spawn.Record(id="fix", agent="claude", tier="strict", image="img", engine="podman", repo="/r",
-                      git_dir="/r/.git", worktree="/r.agents/fix", admin_dir="/r/.git/worktrees/fix",
-                      branch="agent/fix", base="refs/heads/main", base_commit="a" * 40, task="t",
-                      keys_inside=("CURSOR_API_KEY",), started="2026-11-29T10:00:00Z")
+RECORD = spawn.Record(
+    id="fix",
+    agent="claude",
+    tier="strict",
+    image="img",
+    engine="podman",
+    repo="/r",
+    git_dir="/r/.git",
+    worktree="/r.agents/fix",
+    admin_dir="/r/.git/worktrees/fix",
+    branch="agent/fix",
+    base="refs/heads/main",
+    base_commit="a" * 40,
+    task="t",
+    keys_inside=("CURSOR_API_KEY",),
+    started="2026-11-29T10:00:00Z",
+)
 
 
 def test_the_record_round_trips_and_is_what_the_audit_reads():
@@ -195,35 +243,44 @@ def test_the_record_round_trips_and_is_what_the_audit_reads():
     assert data["agent"] == "claude" and data["tier"] == "strict" and data["kind"] == "spawn"
 
 
-@pytest.mark.parametrize("text", [
-    pytest.param('{"agent": "claude", "tier": "strict", "started": "x"}', id="a-run-sandbox"),
-    pytest.param("not json", id="garbled"),
-    pytest.param('{"kind": "spawn", "id": "x"}', id="incomplete"),
-    pytest.param("[]", id="not-an-object"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('{"agent": "claude", "tier": "strict", "started": "x"}', id="a-run-sandbox"),
+        pytest.param("not json", id="garbled"),
+        pytest.param('{"kind": "spawn", "id": "x"}', id="incomplete"),
+        pytest.param("[]", id="not-an-object"),
+    ],
+)
 def test_other_sandbox_files_are_not_spawned_agents(text):
     assert spawn.Record.from_json(text) is None
 
 
-@pytest.mark.parametrize("container, stopped, error, state", [
-    pytest.param({"Running": True, "ExitCode": 0}, "", "", "running", id="running"),
-    pytest.param({"Running": False, "ExitCode": 3}, "", "", "exited (3)", id="exited"),
-    pytest.param({"Running": False, "ExitCode": 143}, "2026-11-29T11:00:00Z", "", "stopped", id="stopped-by-stop"),
-    pytest.param(None, "", "", "missing", id="container-gone"),
-    pytest.param(None, "", "docker does not answer", "unknown (docker does not answer)", id="engine-down"),
-])
+@pytest.mark.parametrize(
+    "container, stopped, error, state",
+    [
+        pytest.param({"Running": True, "ExitCode": 0}, "", "", "running", id="running"),
+        pytest.param({"Running": False, "ExitCode": 3}, "", "", "exited (3)", id="exited"),
+        pytest.param({"Running": False, "ExitCode": 143}, "2026-11-29T11:00:00Z", "", "stopped", id="stopped-by-stop"),
+        pytest.param(None, "", "", "missing", id="container-gone"),
+        pytest.param(None, "", "docker does not answer", "unknown (docker does not answer)", id="engine-down"),
+    ],
+)
 def test_the_state_list_shows(container, stopped, error, state):
     import attrs
 
     assert spawn.state_of(attrs.evolve(RECORD, stopped=stopped), container, error) == state
 
 
-@pytest.mark.parametrize("text, expected", [
-    pytest.param("2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z", id="rfc3339"),
-    pytest.param("2026-11-29T10:00:00.123456789Z", "2026-11-29T10:00:00Z", id="docker-nanoseconds"),
-    pytest.param("2026-11-29T10:00:00.123456789+00:00", "2026-11-29T10:00:00Z", id="podman"),
-    pytest.param("2026-11-29 10:00:00.123456789 +0000 UTC", "2026-11-29T10:00:00Z", id="podman-go-format"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param("2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z", id="rfc3339"),
+        pytest.param("2026-11-29T10:00:00.123456789Z", "2026-11-29T10:00:00Z", id="docker-nanoseconds"),
+        pytest.param("2026-11-29T10:00:00.123456789+00:00", "2026-11-29T10:00:00Z", id="podman"),
+        pytest.param("2026-11-29 10:00:00.123456789 +0000 UTC", "2026-11-29T10:00:00Z", id="podman-go-format"),
+    ],
+)
 def test_engine_times_are_read_alike(text, expected):
     assert spawn.last_activity([spawn.engine_time(text)]) == expected
 
@@ -239,18 +296,34 @@ def test_last_activity_is_the_newest_of_what_is_known():
 
 
 def test_the_table_has_a_column_per_question():
-    status = spawn.Status("fix", "claude", "strict", "agent/fix", "exited (0)", 2, "main", "2026-11-29T12:30:00Z",
-                          "/w", "/r", "podman")
+    status = spawn.Status(
+        "fix", "claude", "strict", "agent/fix", "exited (0)", 2, "main", "2026-11-29T12:30:00Z", "/w", "/r", "podman"
+    )
     lines = spawn.table([status]).splitlines()
     assert lines[0].split() == ["ID", "AGENT", "TIER", "BRANCH", "STATE", "AHEAD", "LAST", "ACTIVITY"]
-    assert lines[1].split() == ["fix", "claude", "strict", "agent/fix", "exited", "(0)", "2", "of", "main",
-                                "2026-11-29T12:30:00Z"]
+    assert lines[1].split() == [
+        "fix",
+        "claude",
+        "strict",
+        "agent/fix",
+        "exited",
+        "(0)",
+        "2",
+        "of",
+        "main",
+        "2026-11-29T12:30:00Z",
+    ]
 
 
-@pytest.mark.parametrize("base, label", [
-    ("refs/heads/main", "main"), ("refs/remotes/origin/main", "origin/main"), ("refs/tags/v1", "v1"),
-    ("0123456789abcdef" * 2 + "01234567", "0123456789ab"),
-])
+@pytest.mark.parametrize(
+    "base, label",
+    [
+        ("refs/heads/main", "main"),
+        ("refs/remotes/origin/main", "origin/main"),
+        ("refs/tags/v1", "v1"),
+        ("0123456789abcdef" * 2 + "01234567", "0123456789ab"),
+    ],
+)
 def test_the_base_is_shown_by_its_short_name(base, label):
     import attrs
 

@@ -223,7 +223,7 @@ def test_flake_update_verifies_what_publish_tests() -> None:
     lock = next(i for i, step in enumerate(verify["steps"]) if step.get("name") == "The updated flake.lock")
     assert 'cp "$RUNNER_TEMP/flake-update/flake.lock" flake.lock' in verify["steps"][lock]["run"]
     assert verify["steps"][lock - 1]["uses"].startswith("actions/download-artifact@")
-    assert [comparable(s) for s in verify["steps"][:lock - 1] + verify["steps"][lock + 1:]] == before_push
+    assert [comparable(s) for s in verify["steps"][: lock - 1] + verify["steps"][lock + 1 :]] == before_push
     assert verify["strategy"] == publish["strategy"] and verify["runs-on"] == publish["runs-on"]
     assert verify["env"]["SYSTEM"] == publish["env"]["SYSTEM"]
     defaults = [load(WORKFLOWS / name).get("defaults") for name in ("publish-images.yml", "flake-update.yml")]
@@ -247,11 +247,13 @@ def test_lock_update_verifies_what_ci_runs() -> None:
     locks = next(i for i, step in enumerate(verify["steps"]) if step.get("name") == "The updated locks")
     assert 'tar -xf "$RUNNER_TEMP/lock-update/locks.tar"' in verify["steps"][locks]["run"]
     assert verify["steps"][locks - 1]["uses"].startswith("actions/download-artifact@")
-    assert [comparable(s) for s in verify["steps"][:locks - 1] + verify["steps"][locks + 1:]] == [
-        comparable(s) for s in ci["steps"]]
+    assert [comparable(s) for s in verify["steps"][: locks - 1] + verify["steps"][locks + 1 :]] == [
+        comparable(s) for s in ci["steps"]
+    ]
     assert verify["runs-on"] == ci["runs-on"]
-    assert "lock \"$dir\" --update" in next(s["run"] for s in workflow["jobs"]["update"]["steps"]
-                                             if s.get("id") == "update")
+    assert 'lock "$dir" --update' in next(
+        s["run"] for s in workflow["jobs"]["update"]["steps"] if s.get("id") == "update"
+    )
     pull_request = workflow["jobs"]["pull-request"]
     assert set(pull_request["needs"]) == {"update", "verify"}
     create = next(s for s in pull_request["steps"] if "create-pull-request" in str(s.get("uses")))

@@ -1,7 +1,8 @@
 """`agent-sandbox build --backend debian`: the image description built on Debian, in three cached layers.
 
 The plan (what to build, cache keys, labels, scripts) is pure: debian_plan.py. The commands (mmdebstrap,
-podman/docker) are at the edge: ../engine.py and layers.py. This module runs the phases, reports progress and rolls back:
+podman/docker) are at the edge: ../engine.py and layers.py. This module runs the phases, reports progress and rolls
+back:
 
     base      mmdebstrap rootfs -> `import`                         (Debian packages, user, CA layout)
     agents    `run` (host CA bundle mounted for this step only) -> squashed `commit`   (npm / PyPI agent CLIs,
@@ -14,34 +15,29 @@ build is tagged with the image's local reference.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import platform
 import shlex
 import shutil
-import signal
 import tempfile
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .. import __version__, profiles
+from .. import __version__, lockresolve, process, profiles
 from .. import lock as lk
-from .. import lockresolve
 from ..compilers.devcontainer import metadata_label
+from ..engine import Engine, installed_engine
 from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
 from ..images import Catalog, Image, check_agents, check_user, image_tree, load_catalog, load_image
 from ..paths import project_root
-from . import debian_plan as dp
-from .. import process
 from ..signals import Terminated, sigterm_unwinds
-from ..engine import Engine, installed_engine
+from . import debian_plan as dp
 from .events import OnEvent, Reporter, ignore
 from .layers import LayerBuilder, mmdebstrap_argv, resolve_builder
 
@@ -186,8 +182,10 @@ def image_lock(
     if old is not None and not todo:
         return old
     what = "no lock" if old is None else f"the lock lacks {', '.join(todo)}"
-    say(f"{path}: {what}: resolving {'it' if old is None else 'them'} from the registries"
-        + ("" if write else " (a dry run writes nothing)"))
+    say(
+        f"{path}: {what}: resolving {'it' if old is None else 'them'} from the registries"
+        + ("" if write else " (a dry run writes nothing)")
+    )
     new = lockresolve.make_lock(image, catalog, old, resolver=lockresolve.Registries(dict(env)), arch=arch)
     if write:
         lk.write_lock(new, path)
@@ -208,23 +206,37 @@ def plan_build(
     env = os.environ if env is None else env
     cache_repo = env.get("AGENT_SANDBOX_CACHE_REPO") or dp.DEFAULT_CACHE_REPO
     if env.get("AGENT_SANDBOX_AGENT_PINS"):
-        raise InputError("AGENT_SANDBOX_AGENT_PINS is gone: the image's lock says which versions are built; pin one "
-                         "with `agent-sandbox lock --update claude=2.1.332`")
+        raise InputError(
+            "AGENT_SANDBOX_AGENT_PINS is gone: the image's lock says which versions are built; pin one "
+            "with `agent-sandbox lock --update claude=2.1.332`"
+        )
     catalog = load_catalog()
     described = load_image(image_name, catalog)
     if not described.is_devcontainer:
         if agents is not None or tier is not None:
-            raise InputError(f"{described.name} is a {described.role} image: it holds no agents and no tier",
-                             Location("--agents" if agents is not None else "--tier"))
+            raise InputError(
+                f"{described.name} is a {described.role} image: it holds no agents and no tier",
+                Location("--agents" if agents is not None else "--tier"),
+            )
         lock = image_lock(described, catalog, say=say, write=write_lock, env=env)
-        return dp.make_service_plan(described, catalog, revision=git_revision(project_root()), version=__version__,
-                                    tree=read_tree(image_tree(described)), machine=platform.machine(),
-                                    cache_repo=cache_repo, lock=lock)
+        return dp.make_service_plan(
+            described,
+            catalog,
+            revision=git_revision(project_root()),
+            version=__version__,
+            tree=read_tree(image_tree(described)),
+            machine=platform.machine(),
+            cache_repo=cache_repo,
+            lock=lock,
+        )
     image, catalog, chosen, profile = load_inputs(image_name, agents, tier)
     outside = [a for a in lockresolve.lockable_agents(image, catalog, chosen) if a not in image.agents]
     if outside:
-        raise InputError(f"{', '.join(outside)}: not among {image.name}'s agents ({image.path}), so not in its lock; "
-                         "add it to image.toml's agents", Location("--agents"))
+        raise InputError(
+            f"{', '.join(outside)}: not among {image.name}'s agents ({image.path}), so not in its lock; "
+            "add it to image.toml's agents",
+            Location("--agents"),
+        )
     lock = image_lock(image, catalog, say=say, write=write_lock, env=env)
     return dp.make_plan(
         image,
@@ -482,8 +494,9 @@ def _build(
     return attrs.evolve(result, sbom=str(sbom)) if sbom is not None else result
 
 
-def write_checked_sbom(plan: dp.Plan, eng: Engine, versions: Mapping[str, str], out: Path, report: Reporter,
-                       *, name: str) -> None:
+def write_checked_sbom(
+    plan: dp.Plan, eng: Engine, versions: Mapping[str, str], out: Path, report: Reporter, *, name: str
+) -> None:
     """The image's SPDX SBOM (Syft), named after the description's reference and keyed by the last layer's key
     (the same inputs give the same document), checked against the lock: it must list the locked versions."""
     from .. import sbom as sb

@@ -28,24 +28,47 @@ from typing import Any
 import attrs
 
 from ..images import Catalog, Image, image_tools
-from ..lock import DEBIAN_MARK, INTEGRITY_MARK, AgentLock, Lock, NpmArtifact, npm_manifest, requirements_text
+
 # The label names are labels.py's; re-exported because the backend and its tests name them through this module.
 from ..labels import (
     LABEL_AGENT_VERSIONS as LABEL_AGENT_VERSIONS,
+)
+from ..labels import (
     LABEL_AGENTS as LABEL_AGENTS,
+)
+from ..labels import (
     LABEL_BACKEND as LABEL_BACKEND,
+)
+from ..labels import (
     LABEL_BASE_NAME as LABEL_BASE_NAME,
+)
+from ..labels import (
     LABEL_CACHE_KEY as LABEL_CACHE_KEY,
+)
+from ..labels import (
     LABEL_CREATED as LABEL_CREATED,
+)
+from ..labels import (
     LABEL_METADATA as LABEL_METADATA,
+)
+from ..labels import (
     LABEL_POLICIES as LABEL_POLICIES,
+)
+from ..labels import (
     LABEL_SKIPPED_AGENTS as LABEL_SKIPPED_AGENTS,
+)
+from ..labels import (
     LABEL_SKIPPED_TOOLS as LABEL_SKIPPED_TOOLS,
+)
+from ..labels import (
     LABEL_TIER as LABEL_TIER,
+)
+from ..labels import (
     LABEL_TIERS as LABEL_TIERS,
 )
 from ..labels import POLICIES_DIR, service_labels
 from ..labels import image_labels as build_independent_labels
+from ..lock import DEBIAN_MARK, INTEGRITY_MARK, AgentLock, Lock, NpmArtifact, npm_manifest, requirements_text
 
 PHASES = ("base", "agents", "policies")
 SERVICE_PHASES = ("base", "files")
@@ -218,7 +241,7 @@ def strip_setid_script(root: str = "/") -> str:
     Nothing upgrades packages in the image afterwards (no apt lists, a non-root agent), so the bits stay off."""
     return (
         f"find {shlex.quote(root)} -xdev -type f -perm /6000 "
-        "-exec sh -c 'for f; do echo \"setuid/setgid bits cleared: $f\"; chmod ug-s \"$f\"; done' sh {} +"
+        '-exec sh -c \'for f; do echo "setuid/setgid bits cleared: $f"; chmod ug-s "$f"; done\' sh {} +'
     )
 
 
@@ -287,14 +310,14 @@ def purge_debian_node_lines(link: str = "/usr/bin/node", node: str = "/usr/local
         "# Debian's node and npm are superseded: remove them and what only they needed (127 MB)",
         'if [ "$debian_node" = replaced ] && dpkg-query -W nodejs >/dev/null 2>&1; then',
         f"  purge=$(apt-get -s purge --autoremove {names} | sed -n 's/^Purg \\([^ ]*\\).*/\\1/p' | sort)",
-        f"  wanted=$(comm -12 <(echo \"$purge\") <(apt-mark showmanual | grep -vx {keep} | sort))",
+        f'  wanted=$(comm -12 <(echo "$purge") <(apt-mark showmanual | grep -vx {keep} | sort))',
         '  if [ -n "$wanted" ]; then',
         '    echo "cannot remove Debian\'s node: the image asks for packages that need it: $wanted" >&2; exit 1',
         "  fi",
         f"  DEBIAN_FRONTEND=noninteractive apt-get purge -qq -y --autoremove {names} >/dev/null",
         '  echo "removed Debian\'s node and npm: $(echo "$purge" | wc -l) packages"',
         f"  ln -sf {node} {link}",
-        f"  test \"$({link} -p process.versions.node)\" = \"$(node -p process.versions.node)\"",
+        f'  test "$({link} -p process.versions.node)" = "$(node -p process.versions.node)"',
         "fi",
     ]
 
@@ -536,7 +559,10 @@ def agents_key(parent: str, agents: Sequence[AgentInstall], script: str, files: 
 
 
 def policies_key(
-    parent: str, files: Mapping[str, TreeFile], labels: Mapping[str, str], config: Mapping[str, Any],
+    parent: str,
+    files: Mapping[str, TreeFile],
+    labels: Mapping[str, str],
+    config: Mapping[str, Any],
     phase: str = "policies",
 ) -> str:
     return content_key(
@@ -714,13 +740,16 @@ def render_plan(plan: Plan, *, engine: str, build_ca: str | None) -> str:
     out.append(f"{len(plan.phases)}. {last:<9} {plan.cache_ref(last)}")
     tiers = sorted({path.split("/")[3] for path in plan.files if path.startswith(POLICIES_DIR + "/")})
     if tiers:
-        out.append(f"   {POLICIES_DIR}/{{{','.join(tiers)}}}/: {sum(1 for p in plan.files if p.startswith(POLICIES_DIR))} files")
+        count = sum(1 for p in plan.files if p.startswith(POLICIES_DIR))
+        out.append(f"   {POLICIES_DIR}/{{{','.join(tiers)}}}/: {count} files")
     out += [f"   {path} ({f.mode:o})" for path, f in plan.files.items() if not path.startswith(POLICIES_DIR)]
     for name, value in plan.labels.items():
         shown = value if len(value) <= 70 else value[:67] + "..."
         out.append(f"   label {name}={shown}")
-    out.append(f"   config User={plan.config['User']} WorkingDir={plan.config['WorkingDir']} "
-               f"Entrypoint={plan.config.get('Entrypoint', [])} Cmd={plan.config['Cmd']}")
+    out.append(
+        f"   config User={plan.config['User']} WorkingDir={plan.config['WorkingDir']} "
+        f"Entrypoint={plan.config.get('Entrypoint', [])} Cmd={plan.config['Cmd']}"
+    )
     out.append(f"=> tag {plan.image}")
     if plan.skipped:
         out.append("")

@@ -3,7 +3,7 @@ a backend knows nothing of terminals."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 

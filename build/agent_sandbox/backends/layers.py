@@ -141,8 +141,16 @@ class PodmanLayers(LayerBuilder):
         finally:
             process.run(self.bcmd("rm", container), check=False)
 
-    def _commit(self, container: str, ref: str, labels: Labels, config: Mapping[str, Any], on_line: LineSink,
-                *, squash: bool = False) -> None:
+    def _commit(
+        self,
+        container: str,
+        ref: str,
+        labels: Labels,
+        config: Mapping[str, Any],
+        on_line: LineSink,
+        *,
+        squash: bool = False,
+    ) -> None:
         args = ["config"]
         for name, value in labels.items():
             args += ["--label", f"{name}={value}"]
@@ -213,7 +221,9 @@ class DockerLayers(LayerBuilder):
 
     def export_import(self, container: str, ref: str, changes: Sequence[str], on_line: LineSink) -> None:
         parent = os.environ.get("AGENT_SANDBOX_BUILD_TMP") or "/var/tmp"
-        with tempfile.TemporaryDirectory(prefix="agent-sandbox-squash.", dir=parent if Path(parent).is_dir() else None) as work:
+        with tempfile.TemporaryDirectory(
+            prefix="agent-sandbox-squash.", dir=parent if Path(parent).is_dir() else None
+        ) as work:
             tarball = Path(work) / "rootfs.tar"
             self.engine.stream(["export", "--output", str(tarball), container], on_line=on_line)
             # the container's init layer comes along with export (commit leaves it out): its /.dockerenv must not

@@ -8,6 +8,7 @@ import click
 
 from ..errors import SandboxError
 from ..signals import Terminated
+
 # Imported under other names: `cli.verify` etc. stay the submodules.
 from .audit import audit as audit_command
 from .build import build as build_command
@@ -17,10 +18,14 @@ from .doctor import doctor as doctor_command
 from .lock import lock as lock_command
 from .pin import pin as pin_command
 from .policy import policy as policy_group
-from .run import rm as rm_command, run as run_command
+from .run import rm as rm_command
+from .run import run as run_command
 from .sbom import sbom as sbom_command
-from .spawn import attach as attach_command, list_agents, logs as logs_command
-from .spawn import spawn as spawn_command, stop as stop_command
+from .spawn import attach as attach_command
+from .spawn import list_agents
+from .spawn import logs as logs_command
+from .spawn import spawn as spawn_command
+from .spawn import stop as stop_command
 from .verify import verify as verify_command
 
 

@@ -25,8 +25,12 @@ MODES = ("summary", "suggest", "metrics")
 
 
 def selected(ids: tuple[str, ...], logs: tuple[Path, ...]) -> list[trail.Source]:
-    sources = [trail.Source(path, {"sandbox": path.parent.parent.name if path.parent.name in ("proxy", "leash-log")
-                                   else path.stem}) for path in logs]
+    sources = [
+        trail.Source(
+            path, {"sandbox": path.parent.parent.name if path.parent.name in ("proxy", "leash-log") else path.stem}
+        )
+        for path in logs
+    ]
     for path in logs:
         if not path.is_file():
             raise InputError("no such log file", Location(path))
@@ -45,12 +49,27 @@ def selected(ids: tuple[str, ...], logs: tuple[Path, ...]) -> list[trail.Source]
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (per line), for machines.")
 @click.option("--follow", is_flag=True, help="Keep reading as the logs grow (rotation included).")
 @click.option("--fail-on-deny", is_flag=True, help="Exit 1 if any event was denied (for CI).")
-@click.option("--tier", default=None,
-              help="suggest: the profile the suggestion inherits (a tier name or a profile file).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="suggest, metrics: write here (atomically) instead of printing.")
-def audit(words: tuple[str, ...], logs: tuple[Path, ...], since_text: str | None, denied: bool, as_json: bool,
-          follow: bool, fail_on_deny: bool, tier: str | None, output: Path | None) -> None:
+@click.option(
+    "--tier", default=None, help="suggest: the profile the suggestion inherits (a tier name or a profile file)."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="suggest, metrics: write here (atomically) instead of printing.",
+)
+def audit(
+    words: tuple[str, ...],
+    logs: tuple[Path, ...],
+    since_text: str | None,
+    denied: bool,
+    as_json: bool,
+    follow: bool,
+    fail_on_deny: bool,
+    tier: str | None,
+    output: Path | None,
+) -> None:
     """Every decision of sandboxes (by ID) or of log files, as audit lines; `summary`, `suggest`, `metrics`."""
     mode = words[0] if words and words[0] in MODES else "lines"
     ids = words[1:] if mode != "lines" else words
@@ -92,8 +111,11 @@ def audit(words: tuple[str, ...], logs: tuple[Path, ...], since_text: str | None
             seen_denial = seen_denial or event.decision == trail.DENY
             click.echo(json.dumps(event.to_json()) if as_json else trail.line(event))
     if stats.garbled or stats.unknown:
-        click.echo(f"agent-sandbox audit: {stats.lines} lines, {stats.events} events, {stats.garbled} garbled and "
-                   f"{stats.unknown} of unknown shape skipped", err=True)
+        click.echo(
+            f"agent-sandbox audit: {stats.lines} lines, {stats.events} events, {stats.garbled} garbled and "
+            f"{stats.unknown} of unknown shape skipped",
+            err=True,
+        )
     if fail_on_deny and seen_denial:
         raise click.exceptions.Exit(1)
 
@@ -108,8 +130,11 @@ def emit(text: str, output: Path | None) -> None:
 def render_summary(result: dict[str, object]) -> str:
     total = result["total"]
     assert isinstance(total, dict)
-    lines = [f"decisions: {total.get(trail.ALLOW, 0)} allowed, {total.get(trail.DENY, 0)} denied", "",
-             f"{'agent':<24} {'class':<11} {'decision':<8} {'count':>7}"]
+    lines = [
+        f"decisions: {total.get(trail.ALLOW, 0)} allowed, {total.get(trail.DENY, 0)} denied",
+        "",
+        f"{'agent':<24} {'class':<11} {'decision':<8} {'count':>7}",
+    ]
     for row in result["by_agent"]:  # type: ignore[attr-defined]
         lines.append(f"{row['agent']:<24} {row['class']:<11} {row['decision']:<8} {row['count']:>7}")
     top = result["top_denied"]
@@ -117,4 +142,3 @@ def render_summary(result: dict[str, object]) -> str:
         lines += ["", "most denied targets:"]
         lines += [f"  {row['count']:>6}  {row['class']:<11} {row['target']}" for row in top]  # type: ignore[attr-defined]
     return "\n".join(lines)
-

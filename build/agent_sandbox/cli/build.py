@@ -54,17 +54,34 @@ def check_request(image: str, agents: tuple[str, ...] | None, tier: str | None) 
     help="nix: `nix build` of flake.nix (needs nixpkgs reachable); debian: mmdebstrap + podman; "
     "auto: nix where it can build, else debian.",
 )
-@click.option("--agents", default=None, help="Comma-separated agents to install instead of the image's (e.g. claude,codex).")
-@click.option("--tier", default=None,
-              help="The tier to build the image for instead of the image's (its devcontainer.metadata label and "
-                   "default); the Debian backend also takes a profile file.")
+@click.option(
+    "--agents", default=None, help="Comma-separated agents to install instead of the image's (e.g. claude,codex)."
+)
+@click.option(
+    "--tier",
+    default=None,
+    help="The tier to build the image for instead of the image's (its devcontainer.metadata label and "
+    "default); the Debian backend also takes a profile file.",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would be built (for nix: the exact command) and stop.")
-@click.option("--tag", "tag", default=None, metavar="REF",
-              help="Debian backend: tag the image REF (e.g. localhost/my-test:1) instead of localhost/<name>:<tag>.")
-@click.option("--sbom", "sbom", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
-              help="Debian backend: write the image's SPDX SBOM (Syft) to FILE, checked against the image's lock.")
-def build(image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None,
-          sbom: Path | None) -> None:
+@click.option(
+    "--tag",
+    "tag",
+    default=None,
+    metavar="REF",
+    help="Debian backend: tag the image REF (e.g. localhost/my-test:1) instead of localhost/<name>:<tag>.",
+)
+@click.option(
+    "--sbom",
+    "sbom",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Debian backend: write the image's SPDX SBOM (Syft) to FILE, checked against the image's lock.",
+)
+def build(
+    image: str, backend: str, agents: str | None, tier: str | None, dry_run: bool, tag: str | None, sbom: Path | None
+) -> None:
     """Build IMAGE: a name under images/ or the path of an image directory or image.toml
     (default: agent-sandbox-devcontainer)."""
     from ..backends import BuildOutcome
@@ -76,8 +93,11 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         raise InputError(f"{tag!r}: not an image reference (e.g. localhost/name:tag)", Location("--tag"))
     backend = choose_backend(backend)
     if backend == "nix" and (tag is not None or sbom is not None):
-        raise InputError("only the Debian backend takes --tag and --sbom (Nix names the image after image.toml; "
-                         "publish-images.yml attests its SBOM)", Location("--tag" if tag is not None else "--sbom"))
+        raise InputError(
+            "only the Debian backend takes --tag and --sbom (Nix names the image after image.toml; "
+            "publish-images.yml attests its SBOM)",
+            Location("--tag" if tag is not None else "--sbom"),
+        )
     if backend == "nix":
         from ..backends.nix import build_nix
 
@@ -87,6 +107,7 @@ def build(image: str, backend: str, agents: str | None, tier: str | None, dry_ru
         from .progress import BuildProgress
 
         with BuildProgress() as show:  # stopped before the CLI reports an error
-            result = build_debian(image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show, tag=tag,
-                                  sbom=sbom)
+            result = build_debian(
+                image, agents=agent_list, tier=tier, dry_run=dry_run, progress=show, tag=tag, sbom=sbom
+            )
     click.echo(result.summary())

@@ -83,8 +83,9 @@ def write(description: plan_compose.Description, machine: Machine, env: Mapping[
     try:
         labels = eng.image_labels(description.image)
     except CommandFailed:
-        raise InputError(f"image {description.image} is not in {eng.name}'s storage", Location(description.path)
-                         ) from None
+        raise InputError(
+            f"image {description.image} is not in {eng.name}'s storage", Location(description.path)
+        ) from None
     held = image_agents(eng, description.image, labels)
     for member in description.members:
         try:
@@ -95,12 +96,19 @@ def write(description: plan_compose.Description, machine: Machine, env: Mapping[
         raise InputError(f"{machine.ca_bundle}: no such CA bundle file", Location("--ca-bundle"))
     made: list[tuple[git.Worktree, str]] = []
     try:
-        records = [member_record(description, member, chosen[member], repo, eng, env, made)
-                   for member in description.members]
-        planned = [plan_member(description, member, chosen[member], record, eng, machine, env)
-                   for member, record in zip(description.members, records)]
-        taken = [s for net in eng.run(["network", "ls", "--format", "{{.Name}}"]).out.split()
-                 if net not in {p.plan.network for p in planned} for s in safe_subnets(eng, net)]
+        records = [
+            member_record(description, member, chosen[member], repo, eng, env, made) for member in description.members
+        ]
+        planned = [
+            plan_member(description, member, chosen[member], record, eng, machine, env)
+            for member, record in zip(description.members, records, strict=True)
+        ]
+        taken = [
+            s
+            for net in eng.run(["network", "ls", "--format", "{{.Name}}"]).out.split()
+            if net not in {p.plan.network for p in planned}
+            for s in safe_subnets(eng, net)
+        ]
         subnets = plan_compose.choose_subnets(project, [p.member.name for p in planned if p.plan.proxy], taken)
         planned = [attrs.evolve(p, subnet=subnets.get(p.member.name)) for p in planned]
         for item in planned:
@@ -127,17 +135,24 @@ def safe_subnets(eng: Engine, network: str) -> tuple[str, ...]:
         return ()
 
 
-def member_record(description: plan_compose.Description, member: plan_compose.Member, profile: Any,
-                  repo: git.Repo, eng: Engine, env: Mapping[str, str],
-                  made: list[tuple[git.Worktree, str]]) -> Record:
+def member_record(
+    description: plan_compose.Description,
+    member: plan_compose.Member,
+    profile: Any,
+    repo: git.Repo,
+    eng: Engine,
+    env: Mapping[str, str],
+    made: list[tuple[git.Worktree, str]],
+) -> Record:
     """The member's record: the one made before (its worktree is kept), or a new worktree on a new branch."""
     name = member.sandbox(description.project)
     old = load_record(name, env)
     if old is not None:
         if old.project != description.project or Path(old.repo) != repo.toplevel:
             raise InputError(f"{name} is in use by another agent ({old.worktree})", member.where)
-        return attrs.evolve(old, agent=member.agent, tier=profile.name, task=member.task or "",
-                            image=description.image, engine=eng.name)
+        return attrs.evolve(
+            old, agent=member.agent, tier=profile.name, task=member.task or "", image=description.image, engine=eng.name
+        )
     branch = branch_for(name)
     git.check_branch_name(repo, branch)
     path = default_worktrees(repo.toplevel) / name
@@ -145,14 +160,34 @@ def member_record(description: plan_compose.Description, member: plan_compose.Me
     base, commit = choose_base(repo, member.base)
     tree = create_worktree(repo, path, branch, commit)
     made.append((tree, branch))
-    return Record(id=name, agent=member.agent, tier=profile.name, image=description.image, engine=eng.name,
-                  repo=str(repo.toplevel), git_dir=str(repo.git_dir), worktree=str(tree.path),
-                  admin_dir=str(tree.admin_dir), branch=branch, base=base, base_commit=commit,
-                  task=member.task or "", started=now(), project=description.project)
+    return Record(
+        id=name,
+        agent=member.agent,
+        tier=profile.name,
+        image=description.image,
+        engine=eng.name,
+        repo=str(repo.toplevel),
+        git_dir=str(repo.git_dir),
+        worktree=str(tree.path),
+        admin_dir=str(tree.admin_dir),
+        branch=branch,
+        base=base,
+        base_commit=commit,
+        task=member.task or "",
+        started=now(),
+        project=description.project,
+    )
 
 
-def plan_member(description: plan_compose.Description, member: plan_compose.Member, profile: Any, record: Record,
-                eng: Engine, machine: Machine, env: Mapping[str, str]) -> plan_compose.Planned:
+def plan_member(
+    description: plan_compose.Description,
+    member: plan_compose.Member,
+    profile: Any,
+    record: Record,
+    eng: Engine,
+    machine: Machine,
+    env: Mapping[str, str],
+) -> plan_compose.Planned:
     """The member's sandbox plan: what `spawn` would start (keys by name: no key gateway in Compose)."""
     from ..spawn import batch_command
 
@@ -160,22 +195,51 @@ def plan_member(description: plan_compose.Description, member: plan_compose.Memb
     keys = plan_keys(member.agent, profile, env, keys_inside=True)
     launch = launch_for(member.agent, args or (), images.load_catalog(), (), keys.inside)
     skip, _ = runtime.skipped_mount_warnings(profile, env)
-    mounts = git_mounts(Path(record.git_dir), Path(record.worktree), Path(record.admin_dir), record.branch,
-                        writable=profile.workspace_mode == "rw", exists=Path.exists)
-    waits = tuple(m.name for m in description.agents if m.task is not None) \
-        if member.name == plan_compose.COORDINATOR else ()
+    mounts = git_mounts(
+        Path(record.git_dir),
+        Path(record.worktree),
+        Path(record.admin_dir),
+        record.branch,
+        writable=profile.workspace_mode == "rw",
+        exists=Path.exists,
+    )
+    waits = (
+        tuple(m.name for m in description.agents if m.task is not None)
+        if member.name == plan_compose.COORDINATOR
+        else ()
+    )
     states = {m.name: sandbox_state_dir(m.sandbox(description.project), env) for m in description.members}
     if args is not None or waits:
         mounts += plan_compose.status_mounts(states, member, waits)
-    request = Request(description.image, profile, Path(record.worktree), record.id, eng.name,
-                      sandbox_state_dir(record.id, env), SANDBOX_UID, SANDBOX_UID, host_env=dict(env),
-                      ca_bundle=machine.ca_bundle, proxy_hosts=machine.proxy_hosts,
-                      env=(*launch.env, *git_env(record.id), *machine.agent_env), skip_mounts=skip, mounts=mounts,
-                      own_network=True)
+    request = Request(
+        description.image,
+        profile,
+        Path(record.worktree),
+        record.id,
+        eng.name,
+        sandbox_state_dir(record.id, env),
+        SANDBOX_UID,
+        SANDBOX_UID,
+        host_env=dict(env),
+        ca_bundle=machine.ca_bundle,
+        proxy_hosts=machine.proxy_hosts,
+        env=(*launch.env, *git_env(record.id), *machine.agent_env),
+        skip_mounts=skip,
+        mounts=mounts,
+        own_network=True,
+    )
     plan = Plan(request)
     command = plan_compose.member_command(member, launch.command) if args is not None else None
-    return plan_compose.Planned(member, plan, command, None, plan.squid_conf if plan.proxy else None,
-                                machine.proxy_hosts, machine.ca_bundle, waits)
+    return plan_compose.Planned(
+        member,
+        plan,
+        command,
+        None,
+        plan.squid_conf if plan.proxy else None,
+        machine.proxy_hosts,
+        machine.ca_bundle,
+        waits,
+    )
 
 
 def prepare_files(item: plan_compose.Planned) -> None:
@@ -194,8 +258,9 @@ def prepare_files(item: plan_compose.Planned) -> None:
             os.chown(status, SANDBOX_UID, SANDBOX_UID)
 
 
-def tool(eng: Engine, project: str, path: Path, *args: str, env: Mapping[str, str] | None = None,
-         check: bool = True) -> str:
+def tool(
+    eng: Engine, project: str, path: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True
+) -> str:
     argv = [*eng.compose_command(), "-p", project, "-f", str(path), *args]
     result = run_command(argv, check=check, timeout=600, env=env, cwd=str(path.parent))
     return result.out + result.err
@@ -212,36 +277,76 @@ class ComposeGroup(click.Group):
 
 
 def machine_options(func: Any) -> Any:
-    for option in reversed([
-        click.argument("file", type=click.Path(path_type=Path)),
-        click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-                     help="Directory for compose.yaml (default: the state directory's compose/<project>/)."),
-        click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect)."),
-    ]):
+    for option in reversed(
+        [
+            click.argument("file", type=click.Path(path_type=Path)),
+            click.option(
+                "-o",
+                "--output",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="Directory for compose.yaml (default: the state directory's compose/<project>/).",
+            ),
+            click.option(
+                "--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect)."
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
 def write_options(func: Any) -> Any:
-    for option in reversed([
-        click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
-                     help="A CA bundle to use inside instead of the image's."),
-        click.option("--outbound-network", default=None,
-                     help="An existing routed network for the proxies (default: the project's own)."),
-        click.option("--proxy-host", "proxy_hosts", multiple=True, metavar="NAME=ADDRESS",
-                     help="Resolve NAME to ADDRESS for the egress proxies; the tiers still decide."),
-        click.option("-e", "--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-                     help="Set a variable for every agent (not for secrets)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--ca-bundle",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="A CA bundle to use inside instead of the image's.",
+            ),
+            click.option(
+                "--outbound-network",
+                default=None,
+                help="An existing routed network for the proxies (default: the project's own).",
+            ),
+            click.option(
+                "--proxy-host",
+                "proxy_hosts",
+                multiple=True,
+                metavar="NAME=ADDRESS",
+                help="Resolve NAME to ADDRESS for the egress proxies; the tiers still decide.",
+            ),
+            click.option(
+                "-e",
+                "--env",
+                "env_pairs",
+                multiple=True,
+                metavar="NAME=VALUE",
+                help="Set a variable for every agent (not for secrets).",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
-def machine_of(output: Path | None, engine: str | None, ca_bundle: Path | None = None,
-               outbound_network: str | None = None, proxy_hosts: Sequence[str] = (),
-               env_pairs: Sequence[str] = ()) -> Machine:
-    return Machine(engine, output, ca_bundle.absolute() if ca_bundle else None, outbound_network,
-                   parse_hosts(proxy_hosts), parse_env(env_pairs))
+def machine_of(
+    output: Path | None,
+    engine: str | None,
+    ca_bundle: Path | None = None,
+    outbound_network: str | None = None,
+    proxy_hosts: Sequence[str] = (),
+    env_pairs: Sequence[str] = (),
+) -> Machine:
+    return Machine(
+        engine,
+        output,
+        ca_bundle.absolute() if ca_bundle else None,
+        outbound_network,
+        parse_hosts(proxy_hosts),
+        parse_env(env_pairs),
+    )
 
 
 @click.group(cls=ComposeGroup)
@@ -259,28 +364,46 @@ def compose() -> None:
 @compose.command("write")
 @machine_options
 @write_options
-def write_command(file: Path, output: Path | None, engine: str | None, ca_bundle: Path | None,
-                  outbound_network: str | None, proxy_hosts: tuple[str, ...], env_pairs: tuple[str, ...]) -> None:
+def write_command(
+    file: Path,
+    output: Path | None,
+    engine: str | None,
+    ca_bundle: Path | None,
+    outbound_network: str | None,
+    proxy_hosts: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+) -> None:
     """Write FILE's Compose project (and make its worktrees)."""
     description = plan_compose.load_description(file)
-    path, _ = write(description, machine_of(output, engine, ca_bundle, outbound_network, proxy_hosts, env_pairs),
-                    os.environ)
+    path, _ = write(
+        description, machine_of(output, engine, ca_bundle, outbound_network, proxy_hosts, env_pairs), os.environ
+    )
     click.echo(str(path))
 
 
 @compose.command("up")
 @machine_options
 @write_options
-def up(file: Path, output: Path | None, engine: str | None, ca_bundle: Path | None, outbound_network: str | None,
-       proxy_hosts: tuple[str, ...], env_pairs: tuple[str, ...]) -> None:
+def up(
+    file: Path,
+    output: Path | None,
+    engine: str | None,
+    ca_bundle: Path | None,
+    outbound_network: str | None,
+    proxy_hosts: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+) -> None:
     """Write FILE's Compose project and start it, detached."""
     description = plan_compose.load_description(file)
     machine = machine_of(output, engine, ca_bundle, outbound_network, proxy_hosts, env_pairs)
     path, eng = write(description, machine, os.environ)
     inside = sorted({k for k in images.api_key_vars(images.load_catalog()) if os.environ.get(k)})
     if inside:
-        click.echo(f"agent-sandbox: WARNING {', '.join(inside)} inside the agents' sandboxes (no key gateway in a "
-                   "Compose project): anything an agent runs can read it", err=True)
+        click.echo(
+            f"agent-sandbox: WARNING {', '.join(inside)} inside the agents' sandboxes (no key gateway in a "
+            "Compose project): anything an agent runs can read it",
+            err=True,
+        )
     try:
         tool(eng, description.project, path, "up", "--detach")
     except BaseException:
@@ -304,8 +427,9 @@ def down(file: Path, output: Path | None, engine: str | None, force: bool) -> No
     for record in members_made(description, os.environ):
         work = "" if force else unsaved_work(record)
         if work:
-            click.echo(f"kept {record.id}: {work} (merge them, then `agent-sandbox rm {record.id}`; or "
-                       "compose down --force)")
+            click.echo(
+                f"kept {record.id}: {work} (merge them, then `agent-sandbox rm {record.id}`; or compose down --force)"
+            )
             continue
         click.echo(remove_spawned(record, force=True, eng=eng))
 
@@ -321,4 +445,3 @@ def ps(file: Path, output: Path | None, engine: str | None, as_json: bool) -> No
         click.echo(json.dumps([s.to_json() for s in rows], indent=2))
     else:
         click.echo(table(rows), nl=False)
-

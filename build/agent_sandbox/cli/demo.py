@@ -42,17 +42,27 @@ def audit_line(entry: dict[str, object]) -> str:
     """One proxy log entry the way the design's audit trail prints it."""
     verdict = "ALLOW" if entry.get("decision") == "allowed" else "DENY "
     reason = f" ({entry['reason']})" if entry.get("reason") not in (None, "", "-") else ""
-    return (f"{entry.get('time')} {verdict} network {entry.get('method')} {entry.get('host')}:{entry.get('port')}"
-            f"{reason} [proxy of {entry.get('sandbox')}]")
+    return (
+        f"{entry.get('time')} {verdict} network {entry.get('method')} {entry.get('host')}:{entry.get('port')}"
+        f"{reason} [proxy of {entry.get('sandbox')}]"
+    )
 
 
 @click.command()
 @click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
-@click.option("--workspace", type=click.Path(path_type=Path), default=None,
-              help="Host directory mounted at /workspace (default: the current git repository).")
-@click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
-              help="A CA bundle for HTTPS inside (on machines whose HTTPS is intercepted: the host's bundle).")
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Host directory mounted at /workspace (default: the current git repository).",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A CA bundle for HTTPS inside (on machines whose HTTPS is intercepted: the host's bundle).",
+)
 def demo(engine: str | None, image: str, workspace: Path | None, ca_bundle: Path | None) -> None:
     """Put a strict sandbox to work: the agent with a terminal, else a demonstration of its egress proxy."""
     options = RunOptions(tier="strict", workspace=workspace, engine=engine, image=image, ca_bundle=ca_bundle)

@@ -24,9 +24,18 @@ def doctor(engine: str | None, as_json: bool) -> None:
     facts = checks.gather(eng)
     findings = checks.assess(facts)
     if as_json:
-        click.echo(json.dumps({"facts": facts.to_json(), "findings": [
-            {"layer": f.layer, "status": f.status, "what": f.what, "fix": f.fix, "tiers": list(f.tiers)}
-            for f in findings]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "facts": facts.to_json(),
+                    "findings": [
+                        {"layer": f.layer, "status": f.status, "what": f.what, "fix": f.fix, "tiers": list(f.tiers)}
+                        for f in findings
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(checks.render(facts, findings), nl=False)
     if any(f.status == checks.MISSING for f in findings if f.layer != "Leash"):

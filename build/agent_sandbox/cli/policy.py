@@ -11,7 +11,8 @@ import click
 
 from .. import bundle, profiles
 from ..compilers.devcontainer import devcontainer_json
-from ..compilers.explain import explain as explain_profile, render_explanation
+from ..compilers.explain import explain as explain_profile
+from ..compilers.explain import render_explanation
 from ..compilers.leash import compile_leash
 from ..compilers.runargs import expand_local_env, missing_mounts, run_args
 from ..compilers.seccomp import default_seccomp_path, seccomp_json
@@ -38,16 +39,22 @@ def install_seccomp(prof: Profile, given: Path | None) -> str | None:
         raise InputError("HOME is not set: pass --seccomp-file PATH, where to write the seccomp profile", None)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write(path, text)
-    click.echo(f"agent-sandbox: profile {prof.name} runs under its own seccomp profile (no user namespaces): "
-               f"{path} (the flags name it; keep it there)", err=True)
+    click.echo(
+        f"agent-sandbox: profile {prof.name} runs under its own seccomp profile (no user namespaces): "
+        f"{path} (the flags name it; keep it there)",
+        err=True,
+    )
     return str(path) if given is not None else None
 
 
 def warn_missing_mounts(prof: Profile) -> None:
     for mount, source in missing_mounts(prof, dict(os.environ), os.path.exists):
-        click.echo(f"agent-sandbox: warning: profile {prof.name} mounts {source} at {mount.target}, which does not "
-                   "exist here: the engine (and the Dev Containers CLI) will refuse to start until it does "
-                   "(`agent-sandbox run` leaves it out)", err=True)
+        click.echo(
+            f"agent-sandbox: warning: profile {prof.name} mounts {source} at {mount.target}, which does not "
+            "exist here: the engine (and the Dev Containers CLI) will refuse to start until it does "
+            "(`agent-sandbox run` leaves it out)",
+            err=True,
+        )
 
 
 @click.group()
@@ -62,13 +69,29 @@ def policy() -> None:
 @click.option("--workspace", default=None, help="Host directory mounted at /workspace (run-args).")
 @click.option("--sandbox", default="sandbox", help="Sandbox name written into the proxy's log lines (squid).")
 @click.option("--subnet", default=None, help="The sandbox network's subnet (devcontainer of a proxied profile).")
-@click.option("--seccomp-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="run-args: where to write the seccomp profile of a profile that refuses user namespaces, "
-                   "which the flags then name (default: ~/.local/share/agent-sandbox/seccomp/).")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write here (atomically); a proxied profile's devcontainer is a directory (.devcontainer).")
-def compile(profile: str, target: str, image: str | None, workspace: str | None, sandbox: str, subnet: str | None,
-            seccomp_file: Path | None, output: Path | None) -> None:
+@click.option(
+    "--seccomp-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="run-args: where to write the seccomp profile of a profile that refuses user namespaces, "
+    "which the flags then name (default: ~/.local/share/agent-sandbox/seccomp/).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write here (atomically); a proxied profile's devcontainer is a directory (.devcontainer).",
+)
+def compile(
+    profile: str,
+    target: str,
+    image: str | None,
+    workspace: str | None,
+    sandbox: str,
+    subnet: str | None,
+    seccomp_file: Path | None,
+    output: Path | None,
+) -> None:
     """Compile PROFILE into the policy of one enforcement layer.
 
     PROFILE: a tier name or a profile file.
@@ -90,20 +113,28 @@ def compile(profile: str, target: str, image: str | None, workspace: str | None,
     elif target == "seccomp":
         seccomp = seccomp_json(prof)
         if seccomp is None:
-            raise InputError(f"profile {prof.name} keeps the engine's default seccomp profile "
-                             "(container.user_namespaces is not false): there is no seccomp profile to compile", None)
+            raise InputError(
+                f"profile {prof.name} keeps the engine's default seccomp profile "
+                "(container.user_namespaces is not false): there is no seccomp profile to compile",
+                None,
+            )
         text = seccomp
     elif target == "run-args":
         seccomp_path = install_seccomp(prof, seccomp_file)
         warn_missing_mounts(prof)
-        text = json.dumps(run_args(prof, workspace=workspace, host_env=dict(os.environ), seccomp=seccomp_path),
-                          indent=2) + "\n"
+        text = (
+            json.dumps(run_args(prof, workspace=workspace, host_env=dict(os.environ), seccomp=seccomp_path), indent=2)
+            + "\n"
+        )
     else:
         from ..images import load_image
 
         if seccomp_file is not None:
-            raise InputError("--seccomp-file is for --target run-args: devcontainer.json names the file under "
-                             "${localEnv:HOME}, which every user of the file resolves for themselves", None)
+            raise InputError(
+                "--seccomp-file is for --target run-args: devcontainer.json names the file under "
+                "${localEnv:HOME}, which every user of the file resolves for themselves",
+                None,
+            )
         install_seccomp(prof, None)
         warn_missing_mounts(prof)
         ref = image or load_image("agent-sandbox-devcontainer").reference
@@ -114,20 +145,23 @@ def compile(profile: str, target: str, image: str | None, workspace: str | None,
         click.echo(text, nl=False)
 
 
-def write_devcontainer_dir(prof: Profile, image: str | None, subnet: str | None,
-                           output: Path | None) -> None:
+def write_devcontainer_dir(prof: Profile, image: str | None, subnet: str | None, output: Path | None) -> None:
     from ..compilers.devcontainer import default_subnet, devcontainer_files
     from ..images import load_image
 
     if output is None:
-        raise InputError(f"profile {prof.name} needs its egress proxy beside the agent: its devcontainer is a "
-                         "directory (devcontainer.json, compose.yaml, squid.conf); pass -o .devcontainer", None)
+        raise InputError(
+            f"profile {prof.name} needs its egress proxy beside the agent: its devcontainer is a "
+            "directory (devcontainer.json, compose.yaml, squid.conf); pass -o .devcontainer",
+            None,
+        )
     directory = output.parent if output.name == "devcontainer.json" else output
     ref = image or load_image("agent-sandbox-devcontainer").reference
     proxy = load_image("agent-sandbox-proxy").local_reference  # built where it runs (make image), not published
     try:
-        files = devcontainer_files(prof, ref, proxy_image=proxy,
-                                   subnet=subnet or default_subnet(str(directory.absolute())))
+        files = devcontainer_files(
+            prof, ref, proxy_image=proxy, subnet=subnet or default_subnet(str(directory.absolute()))
+        )
     except ValueError as exc:
         raise InputError(str(exc), None) from None
     for name, text in files.items():
@@ -154,7 +188,9 @@ def check(file: Path) -> None:
     devcontainer_json(prof, "check")
     if prof.network.mode is NetworkMode.PROXIED:
         render_squid(prof, sandbox="check")
-    click.echo(f"{file}: ok ({' -> '.join(prof.lineage)}; network {prof.network.mode.value}, workspace {prof.workspace_mode})")
+    click.echo(
+        f"{file}: ok ({' -> '.join(prof.lineage)}; network {prof.network.mode.value}, workspace {prof.workspace_mode})"
+    )
 
 
 @policy.command("compile-all")

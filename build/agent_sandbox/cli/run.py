@@ -21,14 +21,14 @@ import click
 from .. import doctor, egress, images, leash_runner, profiles, runtime
 from ..agents import SHELL, AgentLaunch, launch_for
 from ..compilers import gateway
-from ..images import Provider
+from ..compilers.leash import compile_leash
 from ..engine import ENGINES, Engine, detect_engine
 from ..errors import CommandFailed, EnvironmentProblem, InputError, Location
+from ..fsutil import atomic_write
+from ..images import Provider
 from ..labels import LABEL_AGENTS, LABEL_TIER
 from ..model import NetworkMode, Profile
 from ..process import run as run_command
-from ..compilers.leash import compile_leash
-from ..fsutil import atomic_write
 from ..process import which as process_which
 from ..sandbox import SANDBOX_LABEL, BindMount, check_name, new_name, sandbox_state_dir
 from ..signals import sigterm_unwinds
@@ -67,8 +67,11 @@ def check_agent(agent: str, held: Sequence[str], image: str) -> None:
     if agent not in catalog.agents:
         raise InputError(f"unknown agent {agent!r}; known: {', '.join([*catalog.agents, SHELL])}", Location("AGENT"))
     if agent not in held:
-        raise InputError(f"{agent} is not in image {image} (it holds: {', '.join(held) or 'no agent'}); "
-                         f"pick one of those, or build an image with it", Location("AGENT"))
+        raise InputError(
+            f"{agent} is not in image {image} (it holds: {', '.join(held) or 'no agent'}); "
+            f"pick one of those, or build an image with it",
+            Location("AGENT"),
+        )
 
 
 @attrs.frozen
@@ -98,8 +101,11 @@ def plan_keys(agent: str, profile: Profile, env: Mapping[str, str], *, keys_insi
         return KeyPlan((), set_keys, "--keys-inside")
     held = tuple(p for p in gateway.served(profile, catalog) if p.name in uses and env.get(p.key))
     inside = tuple(k for k in set_keys if k not in {p.key for p in held})
-    why = "" if not inside else (
-        "the profile has no egress proxy" if profile.network.mode is NetworkMode.OPEN else "no gateway serves it")
+    why = (
+        ""
+        if not inside
+        else ("the profile has no egress proxy" if profile.network.mode is NetworkMode.OPEN else "no gateway serves it")
+    )
     return KeyPlan(held, inside, why)
 
 
@@ -113,13 +119,16 @@ def banner(box: runtime.Sandbox, agent: str, keys: KeyPlan, launch: AgentLaunch)
         hardening.append("no-new-privileges")
     if profile.filesystem.readonly:
         hardening.append("read-only root")
-    limits = [f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
-              for name, value in (("memory", box_flags.memory), ("cpus", box_flags.cpus),
-                                                    ("pids", box_flags.pids)) if value is not None]
+    limits = [
+        f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in (("memory", box_flags.memory), ("cpus", box_flags.cpus), ("pids", box_flags.pids))
+        if value is not None
+    ]
     mode = profile.network.mode
     if mode is NetworkMode.PROXIED:
-        egress = (f"on — Squid allows {len(profile.network.allow)} host:port rules, nothing else; "
-                  f"log {box.plan.log_file}")
+        egress = (
+            f"on — Squid allows {len(profile.network.allow)} host:port rules, nothing else; log {box.plan.log_file}"
+        )
     elif mode is NetworkMode.NONE:
         egress = "no network at all (loopback only)"
     else:
@@ -142,8 +151,10 @@ def key_line(keys: KeyPlan) -> str:
     if keys.gateway:
         parts.append(f"{', '.join(p.key for p in keys.gateway)} held by the key gateway (the agent has a placeholder)")
     if keys.inside:
-        parts.append(f"WARNING {', '.join(keys.inside)} inside the sandbox ({keys.why_inside}): anything the agent "
-                     "runs can read it")
+        parts.append(
+            f"WARNING {', '.join(keys.inside)} inside the sandbox ({keys.why_inside}): anything the agent "
+            "runs can read it"
+        )
     return "; ".join(parts) or "none set"
 
 
@@ -151,30 +162,74 @@ def key_line(keys: KeyPlan) -> str:
 @click.argument("agent")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--tier", default=None, help="A tier name or a profile file (default: the tier the image was built for).")
-@click.option("--workspace", type=click.Path(path_type=Path), default=None,
-              help="Host directory mounted at /workspace (default: the current git repository).")
+@click.option(
+    "--workspace",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Host directory mounted at /workspace (default: the current git repository).",
+)
 @click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
 @click.option("--name", default=None, help="Sandbox name (default: agent-sandbox-<random>).")
 @click.option("--keep", is_flag=True, help="Leave the sandbox (containers, network) for inspection.")
-@click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
-              help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).")
-@click.option("-e", "--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-              help="Set a variable for the agent (not for secrets: API keys are forwarded by name).")
-@click.option("--outbound-network", default=egress.OUTBOUND_NETWORK, show_default=True,
-              help="The routed network the egress proxy joins (proxied profiles).")
-@click.option("--proxy-host", "proxy_hosts", multiple=True, metavar="NAME=ADDRESS",
-              help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the profile still decides.")
-@click.option("--keys-inside", is_flag=True,
-              help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).")
-@click.option("--enforcer", type=click.Choice(ENFORCERS), default="container", show_default=True,
-              help="container: the profile's flags, network and proxy; leash: under StrongDM Leash; auto: Leash where "
-                   "this host can enforce it.")
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).",
+)
+@click.option(
+    "-e",
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable for the agent (not for secrets: API keys are forwarded by name).",
+)
+@click.option(
+    "--outbound-network",
+    default=egress.OUTBOUND_NETWORK,
+    show_default=True,
+    help="The routed network the egress proxy joins (proxied profiles).",
+)
+@click.option(
+    "--proxy-host",
+    "proxy_hosts",
+    multiple=True,
+    metavar="NAME=ADDRESS",
+    help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the profile still decides.",
+)
+@click.option(
+    "--keys-inside",
+    is_flag=True,
+    help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).",
+)
+@click.option(
+    "--enforcer",
+    type=click.Choice(ENFORCERS),
+    default="container",
+    show_default=True,
+    help="container: the profile's flags, network and proxy; leash: under StrongDM Leash; auto: Leash where "
+    "this host can enforce it.",
+)
 @click.option("--allow-degraded", is_flag=True, help="Run under Leash on a host that cannot enforce every rule.")
-def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | None, engine: str | None,
-        image: str, name: str | None, keep: bool, ca_bundle: Path | None, env_pairs: tuple[str, ...],
-        outbound_network: str, proxy_hosts: tuple[str, ...], keys_inside: bool, enforcer: str,
-        allow_degraded: bool) -> None:
+def run(
+    agent: str,
+    args: tuple[str, ...],
+    tier: str | None,
+    workspace: Path | None,
+    engine: str | None,
+    image: str,
+    name: str | None,
+    keep: bool,
+    ca_bundle: Path | None,
+    env_pairs: tuple[str, ...],
+    outbound_network: str,
+    proxy_hosts: tuple[str, ...],
+    keys_inside: bool,
+    enforcer: str,
+    allow_degraded: bool,
+) -> None:
     """Run AGENT (an agent the image holds, or `shell`) in a sandbox; arguments after `--` go to the agent.
 
     \b
@@ -184,10 +239,21 @@ def run(agent: str, args: tuple[str, ...], tier: str | None, workspace: Path | N
     """
     if args[:1] == ("--",):  # `run AGENT -- ARGS`: the separator is ours, not the agent's
         args = args[1:]
-    options = RunOptions(tier=tier, workspace=workspace, engine=engine, image=image, name=name, keep=keep,
-                         ca_bundle=ca_bundle, agent_env=parse_env(env_pairs), outbound_network=outbound_network,
-                         proxy_hosts=parse_hosts(proxy_hosts), keys_inside=keys_inside, enforcer=enforcer,
-                         allow_degraded=allow_degraded)
+    options = RunOptions(
+        tier=tier,
+        workspace=workspace,
+        engine=engine,
+        image=image,
+        name=name,
+        keep=keep,
+        ca_bundle=ca_bundle,
+        agent_env=parse_env(env_pairs),
+        outbound_network=outbound_network,
+        proxy_hosts=parse_hosts(proxy_hosts),
+        keys_inside=keys_inside,
+        enforcer=enforcer,
+        allow_degraded=allow_degraded,
+    )
     raise click.exceptions.Exit(run_agent(agent, args, options))
 
 
@@ -215,8 +281,11 @@ def parse_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise InputError(f"{pair!r}: write NAME=VALUE", Location("--env"))
         if name in keys:
-            raise InputError(f"{name} is an API key: export it and run again (it is forwarded by name, never "
-                             "taken from a command line)", Location("--env"))
+            raise InputError(
+                f"{name} is an API key: export it and run again (it is forwarded by name, never "
+                "taken from a command line)",
+                Location("--env"),
+            )
         out.append((name, value))
     return tuple(out)
 
@@ -251,18 +320,39 @@ class Prepared:
     launch: AgentLaunch
     options: RunOptions
 
-    def start(self, workspace: Path, name: str, env: Mapping[str, str], *, command: Sequence[str] | None = None,
-              extra_env: Sequence[tuple[str, str]] = (), mounts: Sequence[BindMount] = (),
-              own_network: bool = False, engine_checked: bool = False) -> runtime.Sandbox:
+    def start(
+        self,
+        workspace: Path,
+        name: str,
+        env: Mapping[str, str],
+        *,
+        command: Sequence[str] | None = None,
+        extra_env: Sequence[tuple[str, str]] = (),
+        mounts: Sequence[BindMount] = (),
+        own_network: bool = False,
+        engine_checked: bool = False,
+    ) -> runtime.Sandbox:
         """runtime.start_sandbox with everything the options and the key plan say (the agent's own settings, the
         user's -e, the gateway's keys); `command` instead of the keep-alive."""
         options, keys = self.options, self.keys
         return runtime.start_sandbox(
-            self.image, self.profile, engine=self.engine, workspace=workspace, name=name, host_env=env,
-            ca_bundle=options.ca_bundle, extra_env=(*self.launch.env, *options.agent_env, *extra_env),
-            outbound_network=options.outbound_network, proxy_hosts=options.proxy_hosts, gateway=keys.gateway,
-            keys={p.key: env[p.key] for p in keys.gateway}, command=command, mounts=mounts,
-            own_network=own_network, engine_checked=engine_checked)
+            self.image,
+            self.profile,
+            engine=self.engine,
+            workspace=workspace,
+            name=name,
+            host_env=env,
+            ca_bundle=options.ca_bundle,
+            extra_env=(*self.launch.env, *options.agent_env, *extra_env),
+            outbound_network=options.outbound_network,
+            proxy_hosts=options.proxy_hosts,
+            gateway=keys.gateway,
+            keys={p.key: env[p.key] for p in keys.gateway},
+            command=command,
+            mounts=mounts,
+            own_network=own_network,
+            engine_checked=engine_checked,
+        )
 
 
 def resolve_agent(agent: str, options: RunOptions) -> tuple[Engine, Profile]:
@@ -271,21 +361,30 @@ def resolve_agent(agent: str, options: RunOptions) -> tuple[Engine, Profile]:
     try:
         labels = eng.image_labels(options.image)  # one call: the image exists, and what it holds
     except CommandFailed:
-        raise EnvironmentProblem(f"image {options.image} is not in {eng.name}'s storage: build it (`make image`, "
-                                 "`agent-sandbox build`) or pass --image") from None
+        raise EnvironmentProblem(
+            f"image {options.image} is not in {eng.name}'s storage: build it (`make image`, "
+            "`agent-sandbox build`) or pass --image"
+        ) from None
     check_agent(agent, image_agents(eng, options.image, labels), options.image)
     return eng, profiles.load_profile(options.tier or labels.get(LABEL_TIER) or "strict")
 
 
-def prepare(agent: str, args: Sequence[str], options: RunOptions, eng: Engine, profile: Profile,
-            env: Mapping[str, str]) -> Prepared:
+def prepare(
+    agent: str, args: Sequence[str], options: RunOptions, eng: Engine, profile: Profile, env: Mapping[str, str]
+) -> Prepared:
     keys = plan_keys(agent, profile, env, keys_inside=options.keys_inside)
     launch = launch_for(agent, args, images.load_catalog(), keys.gateway, keys.inside)
     return Prepared(eng, options.image, profile, keys, launch, options)
 
 
-def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapping[str, str] | None = None,
-              tty: bool | None = None) -> int:
+def run_agent(
+    agent: str,
+    args: Sequence[str],
+    options: RunOptions,
+    *,
+    env: Mapping[str, str] | None = None,
+    tty: bool | None = None,
+) -> int:
     """Start the sandbox, run the agent attached to this terminal, remove everything; the agent's exit status."""
     name, keep = options.name, options.keep
     env = dict(os.environ if env is None else env)
@@ -296,15 +395,15 @@ def run_agent(agent: str, args: Sequence[str], options: RunOptions, *, env: Mapp
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
     leash = choose_leash(options, eng)
     if leash is not None:
-        return run_under_leash(agent, args, options, leash, eng, options.image, profile, ws, env,
-                               name or new_name())
+        return run_under_leash(agent, args, options, leash, eng, options.image, profile, ws, env, name or new_name())
     prepared = prepare(agent, args, options, eng, profile, env)
     keys, launch = prepared.keys, prepared.launch
     with sigterm_unwinds():
         box = prepared.start(ws, name or new_name(), env)
         box.keep = keep
-        write_sandbox_info(box.state_dir, agent=agent, tier=profile.name, image=options.image, engine=eng.name,
-                           enforcer="container")
+        write_sandbox_info(
+            box.state_dir, agent=agent, tier=profile.name, image=options.image, engine=eng.name, enforcer="container"
+        )
         try:
             click.echo(banner(box, agent, keys, launch), err=True)
             argv = box.exec_argv(launch.command, tty=tty, env_names=keys.inside, workdir="/workspace")
@@ -320,7 +419,7 @@ def write_sandbox_info(state: Path, **info: str) -> None:
     import datetime as dt
     import json
 
-    info["started"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    info["started"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     atomic_write(state / "sandbox.json", json.dumps(info, indent=2) + "\n", mode=0o600)
 
 
@@ -333,19 +432,33 @@ def choose_leash(options: RunOptions, eng: Engine) -> str | None:
     if exe is None:
         if options.enforcer == "auto":
             return None
-        raise EnvironmentProblem("--enforcer leash: the leash CLI is not installed (nix build .#leash; see "
-                                 "`agent-sandbox doctor`)")
+        raise EnvironmentProblem(
+            "--enforcer leash: the leash CLI is not installed (nix build .#leash; see `agent-sandbox doctor`)"
+        )
     problems = doctor.can_enforce_leash(doctor.gather(eng))
     if problems and options.enforcer == "auto":
         return None
     if problems and not options.allow_degraded:
-        raise EnvironmentProblem("this host cannot enforce the profile under Leash: " + "; ".join(problems)
-                                 + " (see `agent-sandbox doctor`; --allow-degraded runs it anyway, weaker)")
+        raise EnvironmentProblem(
+            "this host cannot enforce the profile under Leash: "
+            + "; ".join(problems)
+            + " (see `agent-sandbox doctor`; --allow-degraded runs it anyway, weaker)"
+        )
     return exe
 
 
-def run_under_leash(agent: str, args: Sequence[str], options: RunOptions, exe: str, eng: Engine, image: str,
-                    profile: Profile, workspace: Path, env: Mapping[str, str], name: str) -> int:
+def run_under_leash(
+    agent: str,
+    args: Sequence[str],
+    options: RunOptions,
+    exe: str,
+    eng: Engine,
+    image: str,
+    profile: Profile,
+    workspace: Path,
+    env: Mapping[str, str],
+    name: str,
+) -> int:
     """Leash starts the target itself, from `workspace` (mounted at the same path); its log stays in the
     sandbox's state directory. Keys go inside by name: under Leash there is no key gateway."""
     catalog = images.load_catalog()
@@ -354,8 +467,15 @@ def run_under_leash(agent: str, args: Sequence[str], options: RunOptions, exe: s
     state = sandbox_state_dir(name, env)
     runtime.make_state_dir(state)
     version = leash_runner.leash_version(exe)
-    run = leash_runner.invocation(exe=exe, version=version, image=image, command=launch.command,
-                                  workspace=workspace, state_dir=state, key_names=keys.inside)
+    run = leash_runner.invocation(
+        exe=exe,
+        version=version,
+        image=image,
+        command=launch.command,
+        workspace=workspace,
+        state_dir=state,
+        key_names=keys.inside,
+    )
     atomic_write(run.policy_file, compile_leash(profile), mode=0o600)
     write_sandbox_info(state, agent=agent, tier=profile.name, image=image, engine="docker", enforcer="leash")
     run.log_dir.mkdir(mode=0o700, exist_ok=True)

@@ -8,14 +8,22 @@ from pathlib import Path
 import click
 
 
-
 @click.command()
 @click.argument("ref")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the SPDX JSON (default: <name>.spdx.json in the current directory).")
-@click.option("--image-description", default=None, metavar="NAME",
-              help="images/<NAME>/image.toml describes the image (default: the reference's repository name); its "
-              "lock is what the SBOM is checked against.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the SPDX JSON (default: <name>.spdx.json in the current directory).",
+)
+@click.option(
+    "--image-description",
+    default=None,
+    metavar="NAME",
+    help="images/<NAME>/image.toml describes the image (default: the reference's repository name); its "
+    "lock is what the SBOM is checked against.",
+)
 @click.option("--engine", default=None, help="podman or docker (default: detect).")
 def sbom(ref: str, output: Path | None, image_description: str | None, engine: str | None) -> None:
     """Write an SPDX SBOM of image REF (made by Syft: `pip install 'agent-sandbox[sbom]'`), and check that it lists

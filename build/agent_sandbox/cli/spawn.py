@@ -107,20 +107,27 @@ class SpawnRequest:
     worktrees: Path | None = None  # default: beside the repository
 
 
-def check_free(agent_id: str, eng: Engine, repo: git.Repo, branch: str, path: Path,
-               env: Mapping[str, str] | None = None) -> None:
+def check_free(
+    agent_id: str, eng: Engine, repo: git.Repo, branch: str, path: Path, env: Mapping[str, str] | None = None
+) -> None:
     """ID, branch and worktree path are nobody's yet (one line each way they are)."""
     record = load_record(agent_id, env)
     if record is not None:
-        raise InputError(f"{agent_id} is in use: an agent spawned on {record.branch} in {record.worktree} "
-                         f"(remove it with `agent-sandbox rm {agent_id}`)")
+        raise InputError(
+            f"{agent_id} is in use: an agent spawned on {record.branch} in {record.worktree} "
+            f"(remove it with `agent-sandbox rm {agent_id}`)"
+        )
     taken = eng.existing(containers=[agent_id, f"{agent_id}-proxy"], networks=[f"{agent_id}-net"])
     if taken:
-        raise InputError(f"{agent_id} is in use: {sorted(taken)[0]} exists already (a container or network; "
-                         f"`agent-sandbox rm {agent_id}` removes a sandbox's)")
+        raise InputError(
+            f"{agent_id} is in use: {sorted(taken)[0]} exists already (a container or network; "
+            f"`agent-sandbox rm {agent_id}` removes a sandbox's)"
+        )
     if git.branch_exists(repo, branch):
-        raise InputError(f"branch {branch} exists already in {repo.toplevel}: choose another ID, or delete the "
-                         f"branch (git branch -D {branch})")
+        raise InputError(
+            f"branch {branch} exists already in {repo.toplevel}: choose another ID, or delete the "
+            f"branch (git branch -D {branch})"
+        )
     if path.exists() or path.is_symlink():
         raise InputError(f"{path} exists already: choose another ID or --worktrees directory")
 
@@ -131,9 +138,11 @@ def choose_base(repo: git.Repo, base: str | None) -> tuple[str, str]:
         return git.resolve(repo, base)
     changed = git.dirty(repo)
     if changed:
-        raise InputError(f"{repo.toplevel} has uncommitted changes ({', '.join(changed[:3])}"
-                         f"{', ...' if len(changed) > 3 else ''}) that the agent would not see: commit or stash them, "
-                         "or pass --from REF to start from a commit")
+        raise InputError(
+            f"{repo.toplevel} has uncommitted changes ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}) that the agent would not see: commit or stash them, "
+            "or pass --from REF to start from a commit"
+        )
     return git.resolve(repo, "HEAD")
 
 
@@ -141,8 +150,10 @@ def owned_repo(directory: Path) -> git.Repo:
     """The repository `directory` is in, owned by the sandbox's user (else git inside could not write to it)."""
     repo = git.find_repo(directory.absolute())
     if repo.uid != SANDBOX_UID:
-        raise InputError(f"{repo.toplevel} belongs to uid {repo.uid}, but the sandbox's user is uid {SANDBOX_UID} (the "
-                         "image's): git inside could not write to it; spawn from a repository that user owns")
+        raise InputError(
+            f"{repo.toplevel} belongs to uid {repo.uid}, but the sandbox's user is uid {SANDBOX_UID} (the "
+            "image's): git inside could not write to it; spawn from a repository that user owns"
+        )
     return repo
 
 
@@ -187,18 +198,44 @@ def spawn_agent(request: SpawnRequest, options: RunOptions, env: Mapping[str, st
     with sigterm_unwinds():
         tree = create_worktree(repo, path, branch, base_commit)
         try:
-            mounts = git_mounts(repo.git_dir, tree.path, tree.admin_dir, branch,
-                                writable=profile.workspace_mode == "rw", exists=Path.exists)
-            box = prepared.start(tree.path, agent_id, env, command=command, extra_env=git_env(agent_id),
-                                 mounts=mounts, own_network=True, engine_checked=True)
+            mounts = git_mounts(
+                repo.git_dir,
+                tree.path,
+                tree.admin_dir,
+                branch,
+                writable=profile.workspace_mode == "rw",
+                exists=Path.exists,
+            )
+            box = prepared.start(
+                tree.path,
+                agent_id,
+                env,
+                command=command,
+                extra_env=git_env(agent_id),
+                mounts=mounts,
+                own_network=True,
+                engine_checked=True,
+            )
             try:
                 if command is not None:
                     runtime.release(box, {k: env[k] for k in prepared.keys.inside})
                 record = Record(
-                    id=agent_id, agent=agent, tier=profile.name, image=options.image, engine=eng.name,
-                    repo=str(repo.toplevel), git_dir=str(repo.git_dir), worktree=str(tree.path),
-                    admin_dir=str(tree.admin_dir), branch=branch, base=base, base_commit=base_commit,
-                    task=request.task or "", keys_inside=prepared.keys.inside, started=now())
+                    id=agent_id,
+                    agent=agent,
+                    tier=profile.name,
+                    image=options.image,
+                    engine=eng.name,
+                    repo=str(repo.toplevel),
+                    git_dir=str(repo.git_dir),
+                    worktree=str(tree.path),
+                    admin_dir=str(tree.admin_dir),
+                    branch=branch,
+                    base=base,
+                    base_commit=base_commit,
+                    task=request.task or "",
+                    keys_inside=prepared.keys.inside,
+                    started=now(),
+                )
                 save_record(record, env)
                 click.echo(banner(box, agent, prepared.keys, prepared.launch), err=True)
             except BaseException:
@@ -230,31 +267,83 @@ def protect_worktree_config(repo: git.Repo, tree: git.Worktree) -> None:
 @click.argument("agent_id", metavar="ID")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @click.option("--task", default=None, help="What the agent is to do (batch mode); `--agent shell`: a bash script.")
-@click.option("--agent", default="claude", show_default=True,
-              help="The agent (one the image holds), or `shell` (without --task: idle, for `attach`).")
+@click.option(
+    "--agent",
+    default="claude",
+    show_default=True,
+    help="The agent (one the image holds), or `shell` (without --task: idle, for `attach`).",
+)
 @click.option("--tier", default=None, help="Tier or profile file (default: the tier the image was built for).")
-@click.option("--from", "base", default=None, metavar="REF",
-              help="Start the branch from REF (default: HEAD, whose worktree must then be clean).")
-@click.option("--repo", type=click.Path(path_type=Path), default=None,
-              help="The repository (default: the one the current directory is in).")
-@click.option("--worktrees", type=click.Path(path_type=Path), default=None,
-              help="Where the worktree goes, as DIR/ID (default: <repository>.agents beside the repository).")
+@click.option(
+    "--from",
+    "base",
+    default=None,
+    metavar="REF",
+    help="Start the branch from REF (default: HEAD, whose worktree must then be clean).",
+)
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The repository (default: the one the current directory is in).",
+)
+@click.option(
+    "--worktrees",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the worktree goes, as DIR/ID (default: <repository>.agents beside the repository).",
+)
 @click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
-@click.option("--ca-bundle", type=click.Path(path_type=Path), default=None,
-              help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).")
-@click.option("-e", "--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-              help="Set a variable for the agent (not for secrets: API keys are forwarded by name).")
-@click.option("--outbound-network", default=egress.OUTBOUND_NETWORK, show_default=True,
-              help="The routed network the egress proxy joins (proxied tiers).")
-@click.option("--proxy-host", "proxy_hosts", multiple=True, metavar="NAME=ADDRESS",
-              help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.")
-@click.option("--keys-inside", is_flag=True,
-              help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).")
-def spawn(agent_id: str, extra: tuple[str, ...], task: str | None, agent: str, tier: str | None, base: str | None,
-          repo: Path | None, worktrees: Path | None, engine: str | None, image: str, ca_bundle: Path | None,
-          env_pairs: tuple[str, ...], outbound_network: str, proxy_hosts: tuple[str, ...],
-          keys_inside: bool) -> None:
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).",
+)
+@click.option(
+    "-e",
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable for the agent (not for secrets: API keys are forwarded by name).",
+)
+@click.option(
+    "--outbound-network",
+    default=egress.OUTBOUND_NETWORK,
+    show_default=True,
+    help="The routed network the egress proxy joins (proxied tiers).",
+)
+@click.option(
+    "--proxy-host",
+    "proxy_hosts",
+    multiple=True,
+    metavar="NAME=ADDRESS",
+    help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.",
+)
+@click.option(
+    "--keys-inside",
+    is_flag=True,
+    help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).",
+)
+def spawn(
+    agent_id: str,
+    extra: tuple[str, ...],
+    task: str | None,
+    agent: str,
+    tier: str | None,
+    base: str | None,
+    repo: Path | None,
+    worktrees: Path | None,
+    engine: str | None,
+    image: str,
+    ca_bundle: Path | None,
+    env_pairs: tuple[str, ...],
+    outbound_network: str,
+    proxy_hosts: tuple[str, ...],
+    keys_inside: bool,
+) -> None:
     """Start agent ID on TASK in its own worktree, on branch agent/ID, in a detached sandbox.
 
     \b
@@ -264,13 +353,24 @@ def spawn(agent_id: str, extra: tuple[str, ...], task: str | None, agent: str, t
     """
     if extra[:1] == ("--",):
         extra = extra[1:]
-    options = RunOptions(tier=tier, engine=engine, image=image, name=agent_id, ca_bundle=ca_bundle,
-                         agent_env=parse_env(env_pairs), outbound_network=outbound_network,
-                         proxy_hosts=parse_hosts(proxy_hosts), keys_inside=keys_inside)
+    options = RunOptions(
+        tier=tier,
+        engine=engine,
+        image=image,
+        name=agent_id,
+        ca_bundle=ca_bundle,
+        agent_env=parse_env(env_pairs),
+        outbound_network=outbound_network,
+        proxy_hosts=parse_hosts(proxy_hosts),
+        keys_inside=keys_inside,
+    )
     request = SpawnRequest(agent_id, agent, task, extra, base, repo, worktrees)
     record = spawn_agent(request, options, dict(os.environ))
-    what = "idle: `agent-sandbox attach " + record.id + "`" if not record.task else \
-        f"follow it with `agent-sandbox logs --follow {record.id}`"
+    what = (
+        "idle: `agent-sandbox attach " + record.id + "`"
+        if not record.task
+        else f"follow it with `agent-sandbox logs --follow {record.id}`"
+    )
     click.echo(f"spawned {record.id}: {record.agent} on {record.branch} in {record.worktree} ({what})")
 
 
@@ -295,13 +395,29 @@ def statuses(records: Sequence[Record]) -> list[Status]:
         state = (info or {}).get("State") or {}
         repo = repo_of(record)
         ahead = git.ahead(repo, record.base, record.branch) if repo else 0
-        times = [engine_time(record.started), engine_time(state.get("StartedAt")),
-                 engine_time(state.get("FinishedAt")), git.last_commit_time(repo, record.branch) if repo else None]
+        times = [
+            engine_time(record.started),
+            engine_time(state.get("StartedAt")),
+            engine_time(state.get("FinishedAt")),
+            git.last_commit_time(repo, record.branch) if repo else None,
+        ]
         times += [mtime(sandbox_state_dir(record.id) / rel) for rel in ("proxy/egress.jsonl", "leash-log/events.log")]
         times.append(mtime(Path(record.admin_dir) / "index"))
-        out.append(Status(record.id, record.agent, record.tier, record.branch,
-                          state_of(record, state if info else None, errors.get(record.engine, "")), ahead,
-                          record.base_label, last_activity(times), record.worktree, record.repo, record.engine))
+        out.append(
+            Status(
+                record.id,
+                record.agent,
+                record.tier,
+                record.branch,
+                state_of(record, state if info else None, errors.get(record.engine, "")),
+                ahead,
+                record.base_label,
+                last_activity(times),
+                record.worktree,
+                record.repo,
+                record.engine,
+            )
+        )
     return out
 
 
@@ -375,8 +491,15 @@ def attach(agent_id: str, command: tuple[str, ...]) -> None:
     env = dict(os.environ)
     names = [k for k in record.keys_inside if k in env]
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    argv = eng.argv("exec", "--interactive", *(["--tty"] if tty else []), "--workdir=/workspace",
-                    *(f"--env={k}" for k in names), record.id, *(command or ("bash", "-l")))
+    argv = eng.argv(
+        "exec",
+        "--interactive",
+        *(["--tty"] if tty else []),
+        "--workdir=/workspace",
+        *(f"--env={k}" for k in names),
+        record.id,
+        *(command or ("bash", "-l")),
+    )
     with sigterm_unwinds():
         raise click.exceptions.Exit(runtime.attach(argv, runtime.engine_env({k: env[k] for k in names})))
 
@@ -402,8 +525,11 @@ def unsaved_work(record: Record) -> str:
         return ""
     tree = git.Worktree(Path(record.worktree), Path(record.admin_dir))
     dropped = git.only_on(repo, record.branch) if git.branch_exists(repo, record.branch) else 0
-    what = [f"{dropped} commit{'s' if dropped != 1 else ''} on {record.branch} that no other branch has"
-            ] if dropped else []
+    what = (
+        [f"{dropped} commit{'s' if dropped != 1 else ''} on {record.branch} that no other branch has"]
+        if dropped
+        else []
+    )
     what += [f"uncommitted changes in {record.worktree}"] if git.worktree_dirty(repo, tree) else []
     return " and ".join(what)
 
@@ -413,8 +539,10 @@ def remove_spawned(record: Record, *, force: bool, eng: Engine | None = None) ->
     that would drop commits no other branch has, or changes not committed, unless `force`."""
     work = "" if force else unsaved_work(record)
     if work:
-        raise InputError(f"{record.id} has {work}: merge them (git merge {record.branch}) or drop them with "
-                         f"`agent-sandbox rm --force {record.id}`")
+        raise InputError(
+            f"{record.id} has {work}: merge them (git merge {record.branch}) or drop them with "
+            f"`agent-sandbox rm --force {record.id}`"
+        )
     eng = eng or detect_engine(record.engine)
     repo = repo_of(record)
     with sigterm_unwinds():

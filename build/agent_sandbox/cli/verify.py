@@ -45,15 +45,37 @@ def suite_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def pytest_argv(suite: Path, ini: Path, image: str, tiers: tuple[str, ...], engine: str, keyword: str | None,
-                description: str | None, junit: Path) -> list[str]:
+def pytest_argv(
+    suite: Path,
+    ini: Path,
+    image: str,
+    tiers: tuple[str, ...],
+    engine: str,
+    keyword: str | None,
+    description: str | None,
+    junit: Path,
+) -> list[str]:
     """pytest's arguments for the shipped suite. Its own settings (`ini`, an empty file) and no conftest.py above
     the suite's directory: an install inside someone's project must not pick up that project's pytest settings.
     pytest runs in verify's process, where agent_sandbox is imported already, too late for pytest to rewrite its
     asserts (the suite's modules, imported later, are rewritten): that warning is silenced."""
-    argv = ["--pyargs", SUITE, "-c", str(ini), f"--rootdir={suite}", f"--confcutdir={suite}",
-            "-p", "no:cacheprovider", "-q", "-rfEs", f"--junitxml={junit}", f"--image={image}", f"--engine={engine}",
-            "-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
+    argv = [
+        "--pyargs",
+        SUITE,
+        "-c",
+        str(ini),
+        f"--rootdir={suite}",
+        f"--confcutdir={suite}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfEs",
+        f"--junitxml={junit}",
+        f"--image={image}",
+        f"--engine={engine}",
+        "-W",
+        "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
+    ]
     argv += [f"--tier={t}" for t in tiers]
     if description:
         argv.append(f"--image-description={description}")
@@ -144,8 +166,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def outcome_error(code: int, outcomes: list[Outcome], tiers: tuple[str, ...], keyword: str | None
-                  ) -> SandboxError | None:
+def outcome_error(
+    code: int, outcomes: list[Outcome], tiers: tuple[str, ...], keyword: str | None
+) -> SandboxError | None:
     """What `verify` exits with, from pytest's exit status and the outcomes: None when every selected tier was
     verified. A tier none of whose checks passed (all skipped) is not verified, and neither is the run."""
     if code == 5 or not outcomes:
@@ -163,26 +186,39 @@ def outcome_error(code: int, outcomes: list[Outcome], tiers: tuple[str, ...], ke
         return CommandFailed(f"the conformance suite stopped abnormally (pytest exit status {code})")
     ran = {o.tier for o in outcomes}
     unverified = [
-        t for t in tiers
+        t
+        for t in tiers
         if not any(o.tier == t and o.status == "passed" for o in outcomes) and (t in ran or keyword is None)
     ]
     if unverified:
-        return ChecksFailed(f"nothing was verified for tier{'s' if len(unverified) > 1 else ''} "
-                            f"{', '.join(unverified)}: no check passed (all skipped); see above")
+        return ChecksFailed(
+            f"nothing was verified for tier{'s' if len(unverified) > 1 else ''} "
+            f"{', '.join(unverified)}: no check passed (all skipped); see above"
+        )
     return None
 
 
 @click.command()
 @click.argument("image")
-@click.option("--tier", "tiers", multiple=True, metavar="TIER",
-              help="Tier to verify (repeatable; default: all shipped tiers).")
-@click.option("--engine", type=click.Choice(ENGINES), default=None,
-              help="Container engine (default: podman, else docker if its daemon answers).")
+@click.option(
+    "--tier", "tiers", multiple=True, metavar="TIER", help="Tier to verify (repeatable; default: all shipped tiers)."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="Container engine (default: podman, else docker if its daemon answers).",
+)
 @click.option("-k", "keyword", default=None, metavar="EXPR", help="Only tests matching this pytest -k expression.")
-@click.option("--image-description", default=None, metavar="NAME",
-              help="images/NAME/image.toml describing IMAGE (default: matched by the image's name).")
-def verify(image: str, tiers: tuple[str, ...], engine: str | None, keyword: str | None,
-           image_description: str | None) -> None:
+@click.option(
+    "--image-description",
+    default=None,
+    metavar="NAME",
+    help="images/NAME/image.toml describing IMAGE (default: matched by the image's name).",
+)
+def verify(
+    image: str, tiers: tuple[str, ...], engine: str | None, keyword: str | None, image_description: str | None
+) -> None:
     """Start IMAGE under each TIER's compiled run flags and prove it is what the tier claims.
 
     Runs the conformance suite shipped with agent-sandbox (pytest --pyargs agent_sandbox.conformance.suite,

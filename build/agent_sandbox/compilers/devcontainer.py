@@ -185,8 +185,9 @@ def _bind_volume(value: str) -> str:
     return f"{source}:{target}" + (":ro" if "readonly" in parts else "")
 
 
-def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet: str, uid: int = 1000,
-                       gid: int = 1000) -> dict[str, str]:
+def devcontainer_files(
+    profile: Profile, image: str, *, proxy_image: str, subnet: str, uid: int = 1000, gid: int = 1000
+) -> dict[str, str]:
     """devcontainer.json, compose.yaml and squid.conf for a proxied profile (written side by side in .devcontainer/)."""
     from .squid import render_squid
 
@@ -200,11 +201,13 @@ def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet
     # fixed values, then the API keys by name from the environment `devcontainer up` runs in (empty when unset,
     # as the Dev Containers CLI's ${localEnv:...} gives them)
     agent["environment"] = [f"{name}={value}" for name, value in spec.env] + [
-        f"{name}=${{{name}:-}}" for name in spec.passthrough_env]
+        f"{name}=${{{name}:-}}" for name in spec.passthrough_env
+    ]
     ro = ":ro" if spec.workspace_mode == "ro" else ""
     agent.setdefault("volumes", []).insert(0, f"..:{WORKSPACE}{ro}")
-    agent["volumes"] += [f"{m.source.replace('${localEnv:', '${')}:{m.target}{':ro' if m.readonly else ''}"
-                         for m in spec.mounts]
+    agent["volumes"] += [
+        f"{m.source.replace('${localEnv:', '${')}:{m.target}{':ro' if m.readonly else ''}" for m in spec.mounts
+    ]
     agent["extra_hosts"] = [f"{egress.PROXY_HOST}:{proxy_address}"]
     agent["depends_on"] = [PROXY_SERVICE]
     proxy = {
@@ -217,8 +220,11 @@ def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet
         "services": {AGENT_SERVICE: agent, PROXY_SERVICE: proxy},
         "networks": {
             # internal: no route out; podman-compose: without aardvark-dns (it forwards outside names)
-            SANDBOX_NETWORK: {"internal": True, "ipam": {"config": [{"subnet": str(network)}]},
-                              "x-podman.disable_dns": True},
+            SANDBOX_NETWORK: {
+                "internal": True,
+                "ipam": {"config": [{"subnet": str(network)}]},
+                "x-podman.disable_dns": True,
+            },
             OUTBOUND_NETWORK: {},
         },
         "volumes": {LOG_VOLUME: {}},
@@ -236,9 +242,11 @@ def devcontainer_files(profile: Profile, image: str, *, proxy_image: str, subnet
         "updateRemoteUserUID": False,
         "customizations": {"agent-sandbox": {"tier": profile.name, "egressLog": f"volume {LOG_VOLUME}"}},
     }
-    header = (f"# .devcontainer/{COMPOSE_FILE}: tier {profile.name}, written by `agent-sandbox policy compile "
-              f"{profile.name} --target devcontainer`.\n# The agent service carries exactly the tier's run flags; "
-              "its only way out is the egress-proxy service.\n")
+    header = (
+        f"# .devcontainer/{COMPOSE_FILE}: tier {profile.name}, written by `agent-sandbox policy compile "
+        f"{profile.name} --target devcontainer`.\n# The agent service carries exactly the tier's run flags; "
+        "its only way out is the egress-proxy service.\n"
+    )
     return {
         "devcontainer.json": json.dumps(config, indent=2) + "\n",
         COMPOSE_FILE: header + _yaml(compose),

@@ -36,19 +36,26 @@ def under_leash(profile: Profile) -> str:
     the runner passes no --cap-*, --security-opt, limits, --read-only nor network of ours (strongdm/leash
     internal/runner/runner.go at 61c46b2 forwards only -v, -e, -p and the image)."""
     c = profile.container
-    lost = [f"--cap-drop {','.join(c.cap_drop)}" if c.cap_drop else "",
-            "no-new-privileges at start" if c.no_new_privileges else "",
-            "its seccomp profile (user namespaces)" if not c.user_namespaces else "",
-            f"memory {c.memory}" if c.memory else "", f"cpus {c.cpus:g}" if c.cpus else "",
-            f"pids {c.pids}" if c.pids else "", "the read-only root" if profile.filesystem.readonly else "",
-            {NetworkMode.NONE: "no network", NetworkMode.PROXIED: "its own network and egress proxy (and key gateway)"}
-            .get(profile.network.mode, "")]
+    lost = [
+        f"--cap-drop {','.join(c.cap_drop)}" if c.cap_drop else "",
+        "no-new-privileges at start" if c.no_new_privileges else "",
+        "its seccomp profile (user namespaces)" if not c.user_namespaces else "",
+        f"memory {c.memory}" if c.memory else "",
+        f"cpus {c.cpus:g}" if c.cpus else "",
+        f"pids {c.pids}" if c.pids else "",
+        "the read-only root" if profile.filesystem.readonly else "",
+        {NetworkMode.NONE: "no network", NetworkMode.PROXIED: "its own network and egress proxy (and key gateway)"}.get(
+            profile.network.mode, ""
+        ),
+    ]
     kept = [x for x in lost if x]
-    return ("Under Leash (`run --enforcer leash`) Leash's runner starts the container and passes none of the tier's "
-            "container flags: " + ("this tier loses " + "; ".join(kept) if kept else "this tier sets none") + ". "
-            "Leash's entrypoint installs its CA as root, then every command that enters runs as the workspace owner "
-            "without capabilities and with no_new_privs (the image's login hook); Leash's own proxy and kernel rules "
-            "hold the network.")
+    return (
+        "Under Leash (`run --enforcer leash`) Leash's runner starts the container and passes none of the tier's "
+        "container flags: " + ("this tier loses " + "; ".join(kept) if kept else "this tier sets none") + ". "
+        "Leash's entrypoint installs its CA as root, then every command that enters runs as the workspace owner "
+        "without capabilities and with no_new_privs (the image's login hook); Leash's own proxy and kernel rules "
+        "hold the network."
+    )
 
 
 SOURCES = "Leash facts: strongdm/leash internal/lsm and internal/transpiler (read at 61c46b2)."
@@ -226,9 +233,15 @@ def _filesystem(profile: Profile, plan: leash.LeashPolicy) -> ClassExplanation:
         )
     section = plan.section("filesystem")
     boot = [rule.resource.split('"')[1] for rule in section.rules if rule.bootstrap]
-    kernel = f"file_open hook: every rule above, the longest matching path wins ({section.leash_rules}/{leash.MAX_FILE_RULES} rules)"
+    kernel = (
+        "file_open hook: every rule above, the longest matching path wins "
+        f"({section.leash_rules}/{leash.MAX_FILE_RULES} rules)"
+    )
     if boot:
-        kernel += f"; also writable for Leash's own bootstrap: {', '.join(boot)} (Unix permissions still stop a non-root agent)"
+        kernel += (
+            f"; also writable for Leash's own bootstrap: {', '.join(boot)} "
+            "(Unix permissions still stop a non-root agent)"
+        )
     return ClassExplanation(
         "filesystem",
         f"{len(fs.write)} writable, {len(fs.read)} read-only, {len(fs.deny)} denied"
@@ -243,7 +256,9 @@ def _filesystem(profile: Profile, plan: leash.LeashPolicy) -> ClassExplanation:
 def _fs_runtime(profile: Profile) -> Enforcement:
     box = profile.container
     if profile.filesystem.readonly:
-        writable = ", ".join([f"tmpfs {p}" for p in box.tmpfs] + [f"scratch volume {p}" for p in box.scratch]) or "nothing"
+        writable = (
+            ", ".join([f"tmpfs {p}" for p in box.tmpfs] + [f"scratch volume {p}" for p in box.scratch]) or "nothing"
+        )
         what = (
             f"--read-only root: only {writable} are writable, and nothing there outlives the container; "
             f"/workspace mounted {profile.workspace_mode}"
@@ -408,7 +423,8 @@ def _audit(profile: Profile) -> ClassExplanation:
     if audit.level.value != "all":
         gaps.insert(
             0,
-            f"audit.level {audit.level.value} is not applied by Leash: it logs every hooked operation, allowed and denied.",
+            f"audit.level {audit.level.value} is not applied by Leash: "
+            "it logs every hooked operation, allowed and denied.",
         )
     if not audit.include_args:
         gaps.insert(0, "audit.include_args false is not applied: Leash logs argv of every exec.")
@@ -420,7 +436,8 @@ def _audit(profile: Profile) -> ClassExplanation:
         (
             Enforcement(
                 LEASH_KERNEL,
-                "records file.open, proc.exec and net.send events (logfmt, written by leashd outside the agent's reach)",
+                "records file.open, proc.exec and net.send events "
+                "(logfmt, written by leashd outside the agent's reach)",
             ),
             Enforcement(LEASH_PROXY, "records http.request and mcp.call events"),
         ),
@@ -441,7 +458,11 @@ def explain(profile: Profile) -> Explanation:
     )
     notes = (CODEX_SANDBOX,) if not profile.container.user_namespaces else ()
     return Explanation(
-        profile.name, profile.lineage, profile.description, classes, (*notes, LEASH_NEEDS, under_leash(profile), SOURCES)
+        profile.name,
+        profile.lineage,
+        profile.description,
+        classes,
+        (*notes, LEASH_NEEDS, under_leash(profile), SOURCES),
     )
 
 

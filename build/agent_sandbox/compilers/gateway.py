@@ -67,11 +67,13 @@ def squid_section(providers: Sequence[Provider]) -> str:
 def gateway_acls(providers: Sequence[Provider]) -> str:
     if not providers:
         return ""
-    return "\n".join([
-        f"acl gateway_ports myportname {' '.join(f'gw_{p.name}' for p in providers)}",
-        "acl gateway_query_key urlpath_regex [?&]key=",
-        "acl why_gateway_path annotate_transaction reason=not_the_providers_api",
-    ])
+    return "\n".join(
+        [
+            f"acl gateway_ports myportname {' '.join(f'gw_{p.name}' for p in providers)}",
+            "acl gateway_query_key urlpath_regex [?&]key=",
+            "acl why_gateway_path annotate_transaction reason=not_the_providers_api",
+        ]
+    )
 
 
 def keys_file(providers: Sequence[Provider], keys: Mapping[str, str]) -> str:
@@ -80,7 +82,9 @@ def keys_file(providers: Sequence[Provider], keys: Mapping[str, str]) -> str:
     for p in providers:
         value = keys[p.key]
         if not KEY_CHARS.fullmatch(value):
-            raise EnvironmentProblem(f"${p.key} has characters the key gateway does not pass (letters, digits and "
-                                     "._~+/=:- only); check the value, or run with --keys-inside")
+            raise EnvironmentProblem(
+                f"${p.key} has characters the key gateway does not pass (letters, digits and "
+                "._~+/=:- only); check the value, or run with --keys-inside"
+            )
         lines.append(f'request_header_add {p.header} "{p.prefix}{value}" gw_{p.name}')
     return "\n".join(lines) + "\n"

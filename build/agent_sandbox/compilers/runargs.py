@@ -21,7 +21,8 @@ from .seccomp import default_seccomp_path
 def api_key_vars() -> tuple[str, ...]:
     """The API keys the agents read (images/catalog.toml `keys`): passed through by name (`-e NAME`,
     `${localEnv:NAME}`), never by value."""
-    from ..images import api_key_vars as catalog_keys, load_catalog
+    from ..images import api_key_vars as catalog_keys
+    from ..images import load_catalog
 
     return catalog_keys(load_catalog())
 

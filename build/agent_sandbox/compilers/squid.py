@@ -27,19 +27,29 @@ import attrs
 from .. import egress
 from ..errors import NotEnforceable
 from ..images import Provider
-from .gateway import gateway_acls, squid_section
 from ..model import HostRule, NetworkMode, Profile
+from .gateway import gateway_acls, squid_section
 
 WEB_PORTS = (80, 443)  # what a rule without a port allows
 TLS_PORTS = (443,)  # CONNECTs that must carry TLS whose SNI is the CONNECT host
 STATE_DIR = "/run/squid"  # the proxy's tmpfs: its throwaway certificate
 BUMP_CERT = f"{STATE_DIR}/peek.pem"  # made at start by the entrypoint; never shown to anyone (no bumping)
 SNI_HELPER = "/usr/local/lib/agent-sandbox/sni-is-host"
+SNI_HELPER_OPTIONS = "children-startup=1 children-max=4 children-idle=1 ttl=300 negative_ttl=300"
 
 # Destinations no allowlisted name may resolve to (unless the address itself is listed).
 NONPUBLIC_V4 = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
 )
 NONPUBLIC_V6 = ("::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16")
 
@@ -97,8 +107,7 @@ def _acls(prefix: str, items: tuple[Entry, ...]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None,
-                 gateway: Sequence[Provider] = ()) -> str:
+def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None, gateway: Sequence[Provider] = ()) -> str:
     """squid.conf for `profile`'s egress proxy in sandbox `sandbox` (its name goes into every log line).
 
     `subnet`: the sandbox network's; the proxy serves nothing else (its routed network has other members).
@@ -114,13 +123,15 @@ def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None,
     nonpublic = "dst_nonpublic !listed_address" if listed else "dst_nonpublic"
     denies = (
         "http_access deny !CONNECT denylisted why_denylisted\nhttp_access deny CONNECT denylisted why_denylisted_c"
-        if deny else "# (no host is denied)"
+        if deny
+        else "# (no host is denied)"
     )
     if subnet is not None:
         ipaddress.ip_network(subnet)  # ValueError on anything else
     clients = (
         f"acl from_sandbox src {subnet}\nhttp_access deny !from_sandbox why_outsider"
-        if subnet else "# (any client: the runtime restricts this to the sandbox network's subnet)"
+        if subnet
+        else "# (any client: the runtime restricts this to the sandbox network's subnet)"
     )
     return TEMPLATE.format(
         tier=profile.name,
@@ -133,6 +144,7 @@ def render_squid(profile: Profile, *, sandbox: str, subnet: str | None = None,
         state=STATE_DIR,
         cert=BUMP_CERT,
         helper=SNI_HELPER,
+        helper_options=SNI_HELPER_OPTIONS,
         log=f"{egress.PROXY_LOG_DIR}/{egress.PROXY_LOG_FILE}",
         tls_ports=" ".join(str(p) for p in TLS_PORTS),
         dst_nonpublic="\n".join(f"acl dst_nonpublic dst {' '.join(g)}" for g in _groups(NONPUBLIC_V4 + NONPUBLIC_V6)),
@@ -228,7 +240,7 @@ acl tls_ports port {tls_ports}
 {acls}
 
 # ---------------------------------------------------------------- SNI == CONNECT host
-external_acl_type sni_is_host children-startup=1 children-max=4 children-idle=1 ttl=300 negative_ttl=300 %ssl::>sni %>rd {helper}
+external_acl_type sni_is_host {helper_options} %ssl::>sni %>rd {helper}
 acl sni_is_host external sni_is_host
 acl step1 at_step SslBump1
 acl step2 at_step SslBump2

@@ -24,7 +24,29 @@ class ConformanceFailure(AssertionError):
 
 # Filesystems that are not host storage: kernel interfaces and memory-backed scratch space.
 PSEUDO_FS = frozenset(
-    ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "bpf", "fusectl", "configfs", "pstore", "hugetlbfs", "nsfs", "autofs", "binfmt_misc", "efivarfs", "selinuxfs", "ramfs"]
+    [
+        "proc",
+        "sysfs",
+        "tmpfs",
+        "devpts",
+        "mqueue",
+        "cgroup",
+        "cgroup2",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "bpf",
+        "fusectl",
+        "configfs",
+        "pstore",
+        "hugetlbfs",
+        "nsfs",
+        "autofs",
+        "binfmt_misc",
+        "efivarfs",
+        "selinuxfs",
+        "ramfs",
+    ]
 )
 VOLATILE_FS = frozenset({"tmpfs", "ramfs", "devpts", "mqueue"})  # what a user may write without it persisting
 
@@ -185,12 +207,18 @@ def check_capabilities(exp: Expectations, statuses: Mapping[str, Mapping[str, st
             held = cap_names(mask)
             if bounding is not None and not held <= bounding:
                 extra = ", ".join(sorted(held - bounding))
-                _fail(exp, f"/proc/{who}/status {field}={mask:016x} holds {extra}; the tier drops ALL"
-                      + (f" and adds only {', '.join(sorted(exp.cap_add))}" if exp.cap_add else ""))
+                _fail(
+                    exp,
+                    f"/proc/{who}/status {field}={mask:016x} holds {extra}; the tier drops ALL"
+                    + (f" and adds only {', '.join(sorted(exp.cap_add))}" if exp.cap_add else ""),
+                )
             bad = held & exp.forbidden_caps
             if bad:
-                _fail(exp, f"/proc/{who}/status {field}={mask:016x} holds {', '.join(sorted(bad))}, "
-                      "which the tier neither adds nor allows (a privileged or widened container)")
+                _fail(
+                    exp,
+                    f"/proc/{who}/status {field}={mask:016x} holds {', '.join(sorted(bad))}, "
+                    "which the tier neither adds nor allows (a privileged or widened container)",
+                )
         if bounding is not None and cap_names(sets["CapBnd"]) != bounding:
             missing = ", ".join(sorted(bounding - cap_names(sets["CapBnd"])))
             _fail(exp, f"/proc/{who}/status CapBnd lacks {missing}, which the tier adds")
@@ -232,8 +260,11 @@ def check_user_namespaces(exp: Expectations, attempts: Mapping[str, tuple[int, s
         _fail(exp, "nothing in the image could try to create a user namespace (no unshare, no python3)")
     for command, (code, output) in tried.items():
         if code == 0:
-            _fail(exp, f"`{command}` created a user namespace ({output.strip()[-200:] or 'exit 0'}); "
-                  "the tier refuses user namespaces")
+            _fail(
+                exp,
+                f"`{command}` created a user namespace ({output.strip()[-200:] or 'exit 0'}); "
+                "the tier refuses user namespaces",
+            )
 
 
 def check_no_setid_files(exp: Expectations, files: Iterable[str]) -> None:
@@ -251,8 +282,11 @@ def check_root_filesystem(exp: Expectations, mounts: list[MountEntry], writes: M
     if root is None:
         _fail(exp, "mountinfo has no root mount")
     if root.readonly != exp.readonly_root:
-        _fail(exp, f"the root filesystem is mounted {'ro' if root.readonly else 'rw'}, the tier says "
-              f"{'read-only' if exp.readonly_root else 'read-write'}")
+        _fail(
+            exp,
+            f"the root filesystem is mounted {'ro' if root.readonly else 'rw'}, the tier says "
+            f"{'read-only' if exp.readonly_root else 'read-write'}",
+        )
     for path, outcome in writes.items():
         if outcome == "written":
             _fail(exp, f"the sandbox user created a file in {path}")
@@ -283,15 +317,21 @@ def check_writable_places(exp: Expectations, mounts: list[MountEntry], writable:
         if path not in writable:
             _fail(exp, f"the sandbox user cannot write {path} (a tmpfs the tier provides for writing)")
     if (WORKSPACE in writable) != (exp.workspace_mode == "rw"):
-        _fail(exp, f"{WORKSPACE} is {'writable' if WORKSPACE in writable else 'not writable'}, "
-              f"the tier's workspace mode is {exp.workspace_mode}")
+        _fail(
+            exp,
+            f"{WORKSPACE} is {'writable' if WORKSPACE in writable else 'not writable'}, "
+            f"the tier's workspace mode is {exp.workspace_mode}",
+        )
     if exp.readonly_root:
         for path in sorted(writable):
             entry = mount_of(path, mounts)
             if entry.fstype in VOLATILE_FS or exp.writable_mount(entry.mount_point):
                 continue
-            _fail(exp, f"the sandbox user can write {path} ({entry.fstype} at {entry.mount_point}), "
-                  "which persists beyond the container on a read-only tier")
+            _fail(
+                exp,
+                f"the sandbox user can write {path} ({entry.fstype} at {entry.mount_point}), "
+                "which persists beyond the container on a read-only tier",
+            )
 
 
 def check_workspace_mount(exp: Expectations, mounts: list[MountEntry]) -> None:
@@ -327,8 +367,11 @@ def check_host_mounts(exp: Expectations, mounts: list[MountEntry]) -> None:
         if found is None:
             _fail(exp, f"the tier mounts {mount.target}, but it is not mounted")
         if found.readonly != mount.readonly:
-            _fail(exp, f"{mount.target} is mounted {'ro' if found.readonly else 'rw'}, the tier says "
-                  f"{'readonly' if mount.readonly else 'read-write'}")
+            _fail(
+                exp,
+                f"{mount.target} is mounted {'ro' if found.readonly else 'rw'}, the tier says "
+                f"{'readonly' if mount.readonly else 'read-write'}",
+            )
 
 
 def check_denied_paths(exp: Expectations, states: Mapping[str, str]) -> None:
@@ -348,8 +391,11 @@ def check_tmp(exp: Expectations, mode: int) -> None:
 
 def check_limits(exp: Expectations, limits: CgroupLimits) -> None:
     if limits.memory != exp.memory_bytes:
-        _fail(exp, f"cgroup v{limits.version} memory limit is {limits.memory or 'unlimited'}, "
-              f"the tier says {exp.memory_bytes or 'unlimited'}")
+        _fail(
+            exp,
+            f"cgroup v{limits.version} memory limit is {limits.memory or 'unlimited'}, "
+            f"the tier says {exp.memory_bytes or 'unlimited'}",
+        )
     if exp.memory_bytes is not None and limits.swap_exposed:
         # the run flags set --memory-swap equal to --memory: no swap on top of the limit
         want = exp.memory_bytes if limits.version == 1 else 0
@@ -362,8 +408,10 @@ def check_limits(exp: Expectations, limits: CgroupLimits) -> None:
         if got_cpus is not None:
             _fail(exp, f"a CPU quota of {got_cpus:g} cpus is set; the tier sets none")
     elif got_cpus is None or abs(got_cpus - exp.cpus) > 0.01 * exp.cpus:
-        _fail(exp, f"the CPU quota is {got_cpus if got_cpus is not None else 'unlimited'} cpus, "
-              f"the tier says {exp.cpus:g}")
+        _fail(
+            exp,
+            f"the CPU quota is {got_cpus if got_cpus is not None else 'unlimited'} cpus, the tier says {exp.cpus:g}",
+        )
 
 
 def check_fork_bomb(exp: Expectations, forked: int, error: int, alive_after: bool) -> None:
@@ -384,7 +432,9 @@ def check_oom(exp: Expectations, hog_status: int, oom_kills: int | None) -> None
     if exp.memory_bytes is None:
         return
     if hog_status != 137:
-        _fail(exp, f"a process allocating past the memory limit exited {hog_status}, not 137 (SIGKILL by the OOM killer)")
+        _fail(
+            exp, f"a process allocating past the memory limit exited {hog_status}, not 137 (SIGKILL by the OOM killer)"
+        )
     if oom_kills is not None and oom_kills < 1:
         _fail(exp, "the hog was killed, but the cgroup counted no OOM kill")
 

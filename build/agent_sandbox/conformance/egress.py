@@ -137,9 +137,20 @@ class Ask:
     read_banner: bool = False  # read what the server says first (SSH)
 
     def argument(self, proxy_host: str, proxy_port: int, ca: str | None) -> str:
-        return json.dumps({"proxy_host": proxy_host, "proxy_port": proxy_port, "host": self.host, "port": self.port,
-                           "mode": self.mode, "sni": self.host if self.sni == "" else self.sni, "path": self.path,
-                           "plain": self.plain, "read_banner": self.read_banner, "ca": ca})
+        return json.dumps(
+            {
+                "proxy_host": proxy_host,
+                "proxy_port": proxy_port,
+                "host": self.host,
+                "port": self.port,
+                "mode": self.mode,
+                "sni": self.host if self.sni == "" else self.sni,
+                "path": self.path,
+                "plain": self.plain,
+                "read_banner": self.read_banner,
+                "ca": ca,
+            }
+        )
 
 
 @attrs.frozen
@@ -186,8 +197,9 @@ def check_log_shape(entries: Iterable[Mapping[str, Any]], sandbox: str) -> None:
         if missing:
             raise ConformanceFailure(f"proxy log line lacks {missing}: {entry}")
         if entry["sandbox"] != sandbox or entry["decision"] not in (ALLOWED, DENIED):
-            raise ConformanceFailure(f"proxy log line has sandbox {entry['sandbox']!r} / decision "
-                                     f"{entry['decision']!r}: {entry}")
+            raise ConformanceFailure(
+                f"proxy log line has sandbox {entry['sandbox']!r} / decision {entry['decision']!r}: {entry}"
+            )
 
 
 def decisions_for(entries: Iterable[Mapping[str, Any]], host: str, port: int) -> set[str]:
@@ -202,7 +214,8 @@ def check_decision(ask: Ask, expected: str, answer: Answer, token: str, logged: 
     if expected == ALLOWED and not through:
         raise ConformanceFailure(f"{what}: the tier allows it but it did not get through: {answer}")
     if expected == DENIED and through:
-        raise ConformanceFailure(f"{what}: the tier denies it but it got through (status {answer.status}, "
-                                 f"tls {answer.tls})")
+        raise ConformanceFailure(
+            f"{what}: the tier denies it but it got through (status {answer.status}, tls {answer.tls})"
+        )
     if expected not in logged:
         raise ConformanceFailure(f"{what}: no '{expected}' line in the proxy's log (found: {sorted(logged)})")

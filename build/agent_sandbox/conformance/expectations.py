@@ -18,7 +18,32 @@ from ..model import CAPABILITY_BITS, WORKSPACE, NetworkMode, Profile
 
 # Capabilities no engine grants by default: holding one without the tier adding it means a privileged container.
 PRIVILEGED_CAPS = frozenset(
-    ["SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE", "SYS_BOOT", "SYS_TIME", "SYS_RESOURCE", "SYS_PACCT", "SYS_TTY_CONFIG", "NET_ADMIN", "MAC_ADMIN", "MAC_OVERRIDE", "LINUX_IMMUTABLE", "IPC_LOCK", "DAC_READ_SEARCH", "BPF", "PERFMON", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "CHECKPOINT_RESTORE", "LEASE"]
+    [
+        "SYS_ADMIN",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_PTRACE",
+        "SYS_BOOT",
+        "SYS_TIME",
+        "SYS_RESOURCE",
+        "SYS_PACCT",
+        "SYS_TTY_CONFIG",
+        "NET_ADMIN",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "LINUX_IMMUTABLE",
+        "IPC_LOCK",
+        "DAC_READ_SEARCH",
+        "BPF",
+        "PERFMON",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_CONTROL",
+        "AUDIT_READ",
+        "CHECKPOINT_RESTORE",
+        "LEASE",
+    ]
 )
 
 CAP_FIELDS = ("CapEff", "CapPrm", "CapBnd", "CapAmb")
@@ -57,8 +82,17 @@ ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/r
 # Directories only root may write on every image; a sandbox user writing one is a failure in every tier.
 # /etc/ssl/certs and /usr/local/share/ca-certificates: Leash's bootstrap rules let writes there through, on the
 # grounds that Unix permissions stop a non-root agent; this is where that is shown.
-SYSTEM_DIRS = ("/", "/etc", "/usr", "/usr/bin", "/usr/local/bin", "/var/lib", "/opt", "/etc/ssl/certs",
-               "/usr/local/share/ca-certificates")
+SYSTEM_DIRS = (
+    "/",
+    "/etc",
+    "/usr",
+    "/usr/bin",
+    "/usr/local/bin",
+    "/var/lib",
+    "/opt",
+    "/etc/ssl/certs",
+    "/usr/local/share/ca-certificates",
+)
 
 
 @attrs.frozen
@@ -132,9 +166,7 @@ def expect(profile: Profile, *, uid: int = 1000, gid: int = 1000, passed_env: It
     denied = [_expand_home(p, home) for p in CREDENTIAL_PATHS]
     denied += [rule.path for rule in profile.filesystem.deny]
     # A path the tier mounts on purpose, or one inside it, is checked as a mount instead.
-    denied_paths = tuple(
-        dict.fromkeys(p for p in denied if not any(p == t or p.startswith(t + "/") for t in targets))
-    )
+    denied_paths = tuple(dict.fromkeys(p for p in denied if not any(p == t or p.startswith(t + "/") for t in targets)))
     drops_all = "ALL" in box.cap_drop
     return Expectations(
         tier=profile.name,
@@ -180,15 +212,19 @@ def describe(exp: Expectations) -> list[str]:
     network = {
         NetworkMode.NONE: "loopback only",
         NetworkMode.PROXIED: f"only its own internal network: no route out but its egress proxy "
-                             f"({egress.PROXY_HOST}), no DNS, no IPv6",
+        f"({egress.PROXY_HOST}), no DNS, no IPv6",
         NetworkMode.OPEN: "reaches other hosts",
     }[exp.network]
     return [
         f"identity: uid {exp.uid} ({exp.user}), home {exp.home}"
         + ("; sudo/su cannot give root" if exp.escalation_blocked else ""),
         f"capabilities: {caps}; NoNewPrivs {int(exp.no_new_privileges)}",
-        "user namespaces: " + ("the engine's default decides (no claim)" if exp.user_namespaces
-                               else "refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"),
+        "user namespaces: "
+        + (
+            "the engine's default decides (no claim)"
+            if exp.user_namespaces
+            else "refused (unshare -Ur and clone(CLONE_NEWUSER) fail)"
+        ),
         "image: no setuid or setgid program the sandbox user can reach",
         "root filesystem: "
         + ("read-only; nothing the user writes outlives the sandbox" if exp.readonly_root else "read-write"),

@@ -85,8 +85,11 @@ print("clone(CLONE_NEWUSER): child", pid, "in a new user namespace")
 def _classify_write(message: str) -> str:
     if message == "written":
         return message
-    for needle, code in (("Read-only file system", "EROFS"), ("Permission denied", "EACCES"),
-                         ("No such file or directory", "ENOENT")):
+    for needle, code in (
+        ("Read-only file system", "EROFS"),
+        ("Permission denied", "EACCES"),
+        ("No such file or directory", "ENOENT"),
+    ):
         if needle in message:
             return code
     return message.strip() or "failed"
@@ -151,7 +154,9 @@ class Probe:
                 continue
             candidates.add(mp)
         dirs = [p for p in sorted(candidates)]
-        listing = self.run("for d in " + " ".join(["%s"] * len(dirs)) + '; do [ -d "$d" ] && echo "$d"; done; true', *dirs)
+        listing = self.run(
+            "for d in " + " ".join(["%s"] * len(dirs)) + '; do [ -d "$d" ] && echo "$d"; done; true', *dirs
+        )
         dirs = listing.stdout.split("\n")
         dirs = [d for d in dirs if d]
         return {path for path, outcome in self.try_writes(dirs).items() if outcome == "written"}

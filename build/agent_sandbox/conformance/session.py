@@ -92,8 +92,14 @@ class Session:
         _hand_to(path, self.uid, self.gid)
         return path
 
-    def start(self, profile: Profile, *, label: str, adjust: Callable[[list[str]], list[str]] | None = None,
-              host_env: dict[str, str] | None = None) -> runtime.Sandbox:
+    def start(
+        self,
+        profile: Profile,
+        *,
+        label: str,
+        adjust: Callable[[list[str]], list[str]] | None = None,
+        host_env: dict[str, str] | None = None,
+    ) -> runtime.Sandbox:
         """A sandbox of `profile` (`host_env`: what ${localEnv:...} resolves against, default `host_env()`); what
         the start warns about is in `Sandbox.warnings`."""
         box = runtime.start_sandbox(
@@ -121,8 +127,9 @@ class Session:
             try:
                 self.sandboxes[tier] = self.start(profiles.load_profile(tier), label=tier)
             except SandboxError as exc:
-                self.refused[tier] = (f"tier {tier}: {self.engine.name} cannot start the image with the tier's "
-                                      f"run flags: {exc}")
+                self.refused[tier] = (
+                    f"tier {tier}: {self.engine.name} cannot start the image with the tier's run flags: {exc}"
+                )
                 pytest.fail(self.refused[tier], pytrace=False)
         return self.sandboxes[tier]
 
@@ -142,8 +149,10 @@ class Session:
             return
         desc = self.description
         if desc is not None and PYTHON_TOOL in {t.name for t in images.image_tools(desc, images.load_catalog())}:
-            pytest.fail(f"{self.image} has no python3, although images/{desc.name}/image.toml lists the "
-                        f"{PYTHON_TOOL} tool", pytrace=False)
+            pytest.fail(
+                f"{self.image} has no python3, although images/{desc.name}/image.toml lists the {PYTHON_TOOL} tool",
+                pytrace=False,
+            )
         pytest.skip("the image has no python3, which this probe runs inside the sandbox")
 
     def close(self) -> None:
@@ -151,8 +160,9 @@ class Session:
             box.remove()
 
 
-def open_session(requested_engine: str | None, image: str, *, named: bool, description: str | None,
-                 base: Path) -> Session:
+def open_session(
+    requested_engine: str | None, image: str, *, named: bool, description: str | None, base: Path
+) -> Session:
     """A session on the requested (else the detected) engine. When the engine or the image is missing, the tests
     that need them are skipped — unless an engine or an image was named (`named`): a run asked to verify
     something must not pass by skipping everything."""
@@ -220,8 +230,10 @@ def outside_server(session: Session) -> Iterator[OutsideServer]:
         engine.run(["network", "create", OUTSIDE_NETWORK])
         created = True
     name = new_name("agent-sandbox-conformance-outside")
-    script = (f"mkdir -p /tmp/www && printf %s {token} > /tmp/www/token && cd /tmp/www && "
-              f"exec python3 -m http.server {OUTSIDE_PORT}")
+    script = (
+        f"mkdir -p /tmp/www && printf %s {token} > /tmp/www/token && cd /tmp/www && "
+        f"exec python3 -m http.server {OUTSIDE_PORT}"
+    )
     try:
         engine.run(["run", "--detach", f"--name={name}", "--entrypoint=/bin/sh", session.image, "-c", script])
         engine.run(["network", "connect", OUTSIDE_NETWORK, name])

@@ -121,15 +121,24 @@ def anthropic_events(model: str, text: str):
     msg = anthropic_message(model, text)
     start = dict(msg, content=[], stop_reason=None, usage={"input_tokens": PROMPT_TOKENS, "output_tokens": 1})
     yield "message_start", {"type": "message_start", "message": start}
-    yield "content_block_start", {"type": "content_block_start", "index": 0,
-                                  "content_block": {"type": "text", "text": ""}}
+    yield (
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     yield "ping", {"type": "ping"}
-    yield "content_block_delta", {"type": "content_block_delta", "index": 0,
-                                  "delta": {"type": "text_delta", "text": text}}
+    yield (
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
     yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-    yield "message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                            "usage": {"output_tokens": StubConfig.output_tokens()}}
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": StubConfig.output_tokens()},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 
@@ -175,10 +184,8 @@ def responses_events(model: str, text: str):
 
     yield ev("response.created", response=responses_object(resp_id, model, "in_progress", []))
     yield ev("response.in_progress", response=responses_object(resp_id, model, "in_progress", []))
-    yield ev("response.output_item.added", output_index=0,
-             item=dict(item, status="in_progress", content=[]))
-    yield ev("response.content_part.added", item_id=item_id, output_index=0, content_index=0,
-             part=dict(part, text=""))
+    yield ev("response.output_item.added", output_index=0, item=dict(item, status="in_progress", content=[]))
+    yield ev("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=dict(part, text=""))
     yield ev("response.output_text.delta", item_id=item_id, output_index=0, content_index=0, delta=text)
     yield ev("response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=text)
     yield ev("response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=part)
@@ -198,8 +205,9 @@ def chat_completion(model: str, text: str) -> dict:
         "object": "chat.completion",
         "created": _now(),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "logprobs": None, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+        ],
         "usage": _chat_usage(),
     }
 
@@ -222,10 +230,12 @@ def gemini_response(model: str, text: str) -> dict:
     """Gemini GenerateContentResponse (also used as the single stream chunk)."""
     out = StubConfig.output_tokens()
     return {
-        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                        "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": out,
-                          "totalTokenCount": PROMPT_TOKENS + out},
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": out,
+            "totalTokenCount": PROMPT_TOKENS + out,
+        },
         "modelVersion": model,
         "responseId": uuid.uuid4().hex[:22],
     }
@@ -238,16 +248,29 @@ def model_list() -> dict:
     """GET /v1/models: one list that satisfies both the OpenAI shape
     ({object:list, data:[{id, object:model, ...}]}) and the Anthropic shape
     ({data:[{id, type:model, display_name, created_at}], has_more, ...})."""
-    data = [{"id": m, "object": "model", "type": "model", "created": 0, "owned_by": "stub",
-             "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in MODEL_IDS]
-    return {"object": "list", "data": data, "has_more": False,
-            "first_id": MODEL_IDS[0], "last_id": MODEL_IDS[-1]}
+    data = [
+        {
+            "id": m,
+            "object": "model",
+            "type": "model",
+            "created": 0,
+            "owned_by": "stub",
+            "display_name": m,
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        for m in MODEL_IDS
+    ]
+    return {"object": "list", "data": data, "has_more": False, "first_id": MODEL_IDS[0], "last_id": MODEL_IDS[-1]}
 
 
 def gemini_model_list() -> dict:
-    return {"models": [{"name": f"models/{m}", "displayName": m,
-                        "supportedGenerationMethods": ["generateContent", "countTokens"]}
-                       for m in MODEL_IDS if m.startswith("gemini")]}
+    return {
+        "models": [
+            {"name": f"models/{m}", "displayName": m, "supportedGenerationMethods": ["generateContent", "countTokens"]}
+            for m in MODEL_IDS
+            if m.startswith("gemini")
+        ]
+    }
 
 
 # --------------------------------------------------------------------------
@@ -301,8 +324,7 @@ class StubHandler(BaseHTTPRequestHandler):
             "route": route,
             "status": status,
             # Which auth header(s) carried a key (Gemini may also use ?key=).
-            "auth": [h for h in AUTH_HEADERS if h in headers]
-                    + (["query:key"] if "key" in parse_qs(url.query) else []),
+            "auth": [h for h in AUTH_HEADERS if h in headers] + (["query:key"] if "key" in parse_qs(url.query) else []),
             "headers": headers,
             "body_bytes": len(body),
         }
@@ -452,8 +474,10 @@ class StubHandler(BaseHTTPRequestHandler):
             self.send_response(404)
             self.send_header("Content-Length", "0")
             return self.end_headers()
-        return self._send_json(404, {"error": {"type": "not_found_error", "code": 404,
-                                               "message": f"stub has no route for {method} {path}"}})
+        return self._send_json(
+            404,
+            {"error": {"type": "not_found_error", "code": 404, "message": f"stub has no route for {method} {path}"}},
+        )
 
 
 class StubServer(ThreadingHTTPServer):
@@ -473,8 +497,9 @@ class StubServer(ThreadingHTTPServer):
             try:
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError) as exc:
-                _log_line({"ts": round(time.time(), 3), "client": client_address[0],
-                           "route": "tls-error", "error": str(exc)})
+                _log_line(
+                    {"ts": round(time.time(), 3), "client": client_address[0], "route": "tls-error", "error": str(exc)}
+                )
                 return
         super().finish_request(request, client_address)
 
@@ -498,8 +523,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cert", help="PEM certificate (chain) -> serve HTTPS")
     ap.add_argument("--key", help="PEM private key for --cert")
     ap.add_argument("--redact", action="store_true", help="truncate auth header values in the log")
-    ap.add_argument("--log-bodies", type=int, default=0, metavar="N",
-                    help="also log the first N bytes of each request body")
+    ap.add_argument(
+        "--log-bodies", type=int, default=0, metavar="N", help="also log the first N bytes of each request body"
+    )
     args = ap.parse_args(argv)
 
     StubConfig.reply, StubConfig.log_path = args.reply, args.log

@@ -57,12 +57,19 @@ def make_handler(state: State, port: int, tls: bool) -> type[BaseHTTPRequestHand
         server_version = "agent-sandbox-test-internet"
 
         def record(self) -> None:
-            state.record({
-                "port": port, "tls": tls, "method": self.command, "path": self.path, "route": "internet",
-                "client": self.client_address[0],
-                "headers": {h: self.headers[h] for h in ("host", "user-agent", *provider.AUTH_HEADERS)
-                            if h in self.headers},
-            })
+            state.record(
+                {
+                    "port": port,
+                    "tls": tls,
+                    "method": self.command,
+                    "path": self.path,
+                    "route": "internet",
+                    "client": self.client_address[0],
+                    "headers": {
+                        h: self.headers[h] for h in ("host", "user-agent", *provider.AUTH_HEADERS) if h in self.headers
+                    },
+                }
+            )
 
         def send_body(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
             self.send_response(code)
@@ -96,11 +103,12 @@ def make_handler(state: State, port: int, tls: bool) -> type[BaseHTTPRequestHand
                     return self.send_body(200, state.token.encode())
                 if path.startswith("/git/"):
                     self.record()
-                    return self.static(state.root / "git", path[len("/git/"):])
+                    return self.static(state.root / "git", path[len("/git/") :])
                 if path.rstrip("/") == f"/npm/{PACKAGE}":
                     self.record()
-                    return self.send_body(200, json.dumps(packument(self.headers.get("host", ""))).encode(),
-                                          "application/json")
+                    return self.send_body(
+                        200, json.dumps(packument(self.headers.get("host", ""))).encode(), "application/json"
+                    )
                 if path.rstrip("/") == f"/simple/{PACKAGE}":
                     self.record()
                     return self.send_body(200, simple_page().encode(), "text/html")
@@ -123,23 +131,38 @@ def packument(host: str) -> dict[str, object]:
     return {
         "name": PACKAGE,
         "dist-tags": {"latest": VERSION},
-        "versions": {VERSION: {"name": PACKAGE, "version": VERSION,
-                               "dist": {"tarball": f"https://{host}/npm/{PACKAGE}-{VERSION}.tgz",
-                                        "shasum": hashlib.sha1(b"").hexdigest()}}},
+        "versions": {
+            VERSION: {
+                "name": PACKAGE,
+                "version": VERSION,
+                "dist": {
+                    "tarball": f"https://{host}/npm/{PACKAGE}-{VERSION}.tgz",
+                    "shasum": hashlib.sha1(b"").hexdigest(),
+                },
+            }
+        },
     }
 
 
 def simple_page() -> str:
     """A PEP 503 project page (enough for `pip index versions`)."""
     name = f"{PACKAGE.replace('-', '_')}-{VERSION}.tar.gz"
-    return f'<!DOCTYPE html><html><body><a href="{name}#sha256={hashlib.sha256(b"").hexdigest()}">{name}</a></body></html>'
+    return (
+        f'<!DOCTYPE html><html><body><a href="{name}#sha256={hashlib.sha256(b"").hexdigest()}">{name}</a></body></html>'
+    )
 
 
 def make_repository(root: Path) -> Path:
     """A bare repository with one commit, served over dumb HTTP (/git/repo.git) and SSH (git@host:repo.git)."""
     work, bare = root / "work", root / "git" / "repo.git"
-    env = {**os.environ, "GIT_AUTHOR_NAME": "internet", "GIT_AUTHOR_EMAIL": "internet@stub.test",
-           "GIT_COMMITTER_NAME": "internet", "GIT_COMMITTER_EMAIL": "internet@stub.test", "HOME": str(root)}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "internet",
+        "GIT_AUTHOR_EMAIL": "internet@stub.test",
+        "GIT_COMMITTER_NAME": "internet",
+        "GIT_COMMITTER_EMAIL": "internet@stub.test",
+        "HOME": str(root),
+    }
     subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=env)
     (work / "README").write_text("served by the agent-sandbox test internet\n")
     subprocess.run(["git", "-C", str(work), "add", "README"], check=True, env=env)

@@ -43,7 +43,6 @@ same thing to a person, to the cedar engine and to Leash:
   applies a `FileOpen` rule to every access mode; Cedar matches it only for the action `FileOpen`).
 """
 
-
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -130,5 +129,3 @@ def plan_leash(profile: Profile) -> LeashPolicy:
 def compile_leash(profile: Profile) -> str:
     """Cedar text that Leash accepts and enforces as the profile says; NotEnforceable where it cannot."""
     return render(plan_leash(profile))
-
-

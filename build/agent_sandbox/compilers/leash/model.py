@@ -113,5 +113,3 @@ class LeashPolicy:
 
     def section(self, name: str) -> Section:
         return next(s for s in self.sections if s.name == name)
-
-

@@ -192,7 +192,8 @@ def _with_bootstrap(
             denier = found[0] if found[1] is boot else found[1]
         if denier is not None:
             notes.append(
-                f"Leash bootstrap: {boot.prefix} NOT added, it conflicts with {_cite(denier)}; Leash's CA install may fail."
+                f"Leash bootstrap: {boot.prefix} NOT added, it conflicts with {_cite(denier)}; "
+                "Leash's CA install may fail."
             )
             continue
         entries = [*entries, boot]
@@ -266,5 +267,3 @@ _UNRESTRICTED = (
     "unrestricted: one permit on everything, as Leash's built-in default policy has; Leash then logs",
     "this class without refusing anything.",
 )
-
-

@@ -271,5 +271,3 @@ def _network_notes(mode: NetworkMode, deny: Sequence[HostRule]) -> tuple[str, ..
         "(so it refuses wildcard hosts); the proxy matches names on ports 80/443. With HTTP(S)_PROXY set,",
         "connections go to the egress proxy, which is therefore permitted too.",
     )
-
-

@@ -33,8 +33,9 @@ def test_tmp_is_a_usable_sticky_world_writable_directory(expected: Expectations,
     assert probe.try_write("/tmp") == "written"
 
 
-def test_workspace_is_the_host_directory_with_the_tiers_mode(expected: Expectations, probe: Probe,
-                                                             sandbox: runtime.Sandbox) -> None:
+def test_workspace_is_the_host_directory_with_the_tiers_mode(
+    expected: Expectations, probe: Probe, sandbox: runtime.Sandbox
+) -> None:
     """The host directory is visible at /workspace; a rw workspace hands files back to the host, a ro one refuses."""
     host = probe.host
     assert host.file(f"{WORKSPACE}/{MARKER}").content_string.strip() == expected.tier
@@ -49,8 +50,9 @@ def test_workspace_is_the_host_directory_with_the_tiers_mode(expected: Expectati
         assert not on_host.exists()
 
 
-def test_nothing_written_outlives_the_sandbox(expected: Expectations, profile: Profile, session: Session,
-                                              probe: Probe) -> None:
+def test_nothing_written_outlives_the_sandbox(
+    expected: Expectations, profile: Profile, session: Session, probe: Probe
+) -> None:
     """A read-only tier's writable places (tmpfs, scratch volumes) start empty in every new sandbox, and removing
     a sandbox removes its scratch volumes from the host (the workspace is meant to persist and is excluded)."""
     if not expected.readonly_root:

@@ -31,8 +31,10 @@ def test_user_namespaces_are_refused_where_the_tier_says(expected: Expectations,
     attempts = probe.user_namespace_attempts()
     if expected.user_namespaces:
         seen = "; ".join(f"`{cmd}` exit {code}" for cmd, (code, _) in attempts.items())
-        pytest.skip(f"tier {expected.tier} does not refuse user namespaces: the engine's default seccomp profile "
-                    f"decides (here: {seen})")
+        pytest.skip(
+            f"tier {expected.tier} does not refuse user namespaces: the engine's default seccomp profile "
+            f"decides (here: {seen})"
+        )
     if all(code == 127 for code, _ in attempts.values()):
         pytest.skip("the image has neither unshare nor python3 to try with")
     conformance.check_user_namespaces(expected, attempts)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from agent_sandbox import conformance, profiles, runtime
+from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.conformance import Expectations, Probe
 from agent_sandbox.conformance.session import Session
-from agent_sandbox.compilers.devcontainer import metadata_label
 from agent_sandbox.labels import LABEL_METADATA as METADATA_LABEL
 from agent_sandbox.labels import LABEL_TIER as TIER_LABEL
 from agent_sandbox.model import WORKSPACE

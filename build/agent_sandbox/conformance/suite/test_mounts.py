@@ -36,8 +36,10 @@ def test_tier_mounts_come_from_the_callers_home(expected: Expectations, probe: P
     suite planted are what the sandbox sees, read-only where the tier says so."""
     host = probe.host
     if not expected.mounts:
-        pytest.skip(f"tier {expected.tier} has no container.mounts (that nothing else comes from the host is "
-                    "test_no_host_paths_but_the_workspace_and_the_tiers_mounts)")
+        pytest.skip(
+            f"tier {expected.tier} has no container.mounts (that nothing else comes from the host is "
+            "test_no_host_paths_but_the_workspace_and_the_tiers_mounts)"
+        )
     for mount in expected.mounts:
         target = host.file(mount.target)
         assert target.exists, f"{mount.target} is missing"
@@ -52,8 +54,9 @@ def test_tier_mounts_come_from_the_callers_home(expected: Expectations, probe: P
             assert result.rc != 0 and "Read-only file system" in result.stderr, result.stderr
 
 
-def test_a_tier_starts_when_a_mount_source_is_missing(expected: Expectations, profile: Profile, session: Session,
-                                                      tier: str) -> None:
+def test_a_tier_starts_when_a_mount_source_is_missing(
+    expected: Expectations, profile: Profile, session: Session, tier: str
+) -> None:
     """A tier mount whose host source is missing (trusted's ~/.ssh on a host without one) is left out with a warning,
     not a failed start; the mounts whose sources exist are still there."""
     if not expected.mounts:

@@ -17,8 +17,9 @@ def test_interfaces_are_as_the_tier_says(expected: Expectations, probe: Probe) -
     conformance.check_interfaces(expected, probe.interfaces())
 
 
-def test_outside_host_reachable_only_on_an_open_network(expected: Expectations, probe: Probe,
-                                                        request: pytest.FixtureRequest, python3: None) -> None:
+def test_outside_host_reachable_only_on_an_open_network(
+    expected: Expectations, probe: Probe, request: pytest.FixtureRequest, python3: None
+) -> None:
     if expected.network is NetworkMode.NONE:
         reached = {"(no interface but lo)": False}
         conformance.check_interfaces(expected, probe.interfaces())

@@ -107,27 +107,48 @@ def _host_dir_as_scratch(session: Session) -> Adjust:
 
 CASES = [
     pytest.param("strict", "drop", ("--cap-drop=",), _caps, "CapBnd|CapPrm|CapEff", id="strict-without-cap-drop-ALL"),
-    pytest.param("strict", "drop", ("--security-opt=no-new-privileges",), _nnp, "NoNewPrivs",
-                 id="strict-without-no-new-privileges"),
+    pytest.param(
+        "strict",
+        "drop",
+        ("--security-opt=no-new-privileges",),
+        _nnp,
+        "NoNewPrivs",
+        id="strict-without-no-new-privileges",
+    ),
     pytest.param("strict", "root", (), _identity, r"uid 0 \(root\)", id="strict-as-root"),
     pytest.param("paranoid", "drop", ("--read-only",), _root, "mounted rw", id="paranoid-without-read-only-root"),
     pytest.param("paranoid", "drop", ("--network=",), _interfaces, "loopback only", id="paranoid-on-a-network"),
-    pytest.param("strict", "also-routed", (), _outside, "reached the outside server",
-                 id="strict-also-on-an-open-network"),
+    pytest.param(
+        "strict", "also-routed", (), _outside, "reached the outside server", id="strict-also-on-an-open-network"
+    ),
     pytest.param("strict", "drop", ("--pids-limit=",), _limits, "pids.max", id="strict-without-pids-limit"),
-    pytest.param("standard", "drop", ("--memory=", "--memory-swap="), _limits, "memory limit",
-                 id="standard-without-memory-limit"),
+    pytest.param(
+        "standard", "drop", ("--memory=", "--memory-swap="), _limits, "memory limit", id="standard-without-memory-limit"
+    ),
     pytest.param("paranoid", "workspace-rw", (), _workspace, "mounted rw", id="paranoid-with-a-rw-workspace"),
     pytest.param("strict", "fake-aws", (), _host_paths, "host path", id="strict-with-a-host-dir-mounted"),
-    pytest.param("paranoid", "host-scratch", (), _host_paths, "should be a scratch volume but is host path",
-                 id="paranoid-with-a-host-dir-as-scratch-home"),
+    pytest.param(
+        "paranoid",
+        "host-scratch",
+        (),
+        _host_paths,
+        "should be a scratch volume but is host path",
+        id="paranoid-with-a-host-dir-as-scratch-home",
+    ),
     pytest.param("strict", "fake-aws", (), _denied, r"\.aws is mount", id="strict-with-aws-credentials-mounted"),
     # podman's default seccomp profile lets a user namespace be created; docker's refuses it without CAP_SYS_ADMIN,
     # so there dropping the tier's profile weakens nothing (skipped) and `unconfined` is the weakening to catch
-    pytest.param("paranoid", "drop", ("--security-opt=seccomp=",), _userns, "created a user namespace",
-                 id="paranoid-without-its-seccomp-profile"),
-    pytest.param("paranoid", "seccomp-unconfined", (), _userns, "created a user namespace",
-                 id="paranoid-with-seccomp-unconfined"),
+    pytest.param(
+        "paranoid",
+        "drop",
+        ("--security-opt=seccomp=",),
+        _userns,
+        "created a user namespace",
+        id="paranoid-without-its-seccomp-profile",
+    ),
+    pytest.param(
+        "paranoid", "seccomp-unconfined", (), _userns, "created a user namespace", id="paranoid-with-seccomp-unconfined"
+    ),
 ]
 
 
@@ -135,13 +156,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The cases of the tiers being verified; a skip that says so when none of them has a case."""
     tiers = selected_tiers(metafunc.config)
     cases = [case for case in CASES if case.values[0] in tiers]
-    none = pytest.param(None, None, (), None, None, id="none",
-                        marks=pytest.mark.skip(reason=f"no weakened sandbox case for tier {', '.join(tiers)}"))
+    none = pytest.param(
+        None,
+        None,
+        (),
+        None,
+        None,
+        id="none",
+        marks=pytest.mark.skip(reason=f"no weakened sandbox case for tier {', '.join(tiers)}"),
+    )
     metafunc.parametrize(("weakened_tier", "how", "flags", "check", "complaint"), cases or [none])
 
 
-def test_weakened_sandbox_is_caught(weakened_tier: str, how: str, flags: tuple[str, ...], check: Check,
-                                    complaint: str, session: Session, request: pytest.FixtureRequest) -> None:
+def test_weakened_sandbox_is_caught(
+    weakened_tier: str,
+    how: str,
+    flags: tuple[str, ...],
+    check: Check,
+    complaint: str,
+    session: Session,
+    request: pytest.FixtureRequest,
+) -> None:
     profile = profiles.load_profile(weakened_tier)
     exp = session.expect(profile)
 
@@ -151,8 +186,10 @@ def test_weakened_sandbox_is_caught(weakened_tier: str, how: str, flags: tuple[s
 
     # ... and fails on the weakened one
     if flags == ("--security-opt=seccomp=",) and session.engine.name == "docker":
-        pytest.skip("docker's default seccomp profile refuses user namespaces to a container without CAP_SYS_ADMIN: "
-                    "without the tier's profile paranoid is no weaker here (paranoid-with-seccomp-unconfined is)")
+        pytest.skip(
+            "docker's default seccomp profile refuses user namespaces to a container without CAP_SYS_ADMIN: "
+            "without the tier's profile paranoid is no weaker here (paranoid-with-seccomp-unconfined is)"
+        )
     adjust: Adjust | None
     if how == "drop":
         adjust = runtime.without_flags(*flags)

@@ -15,8 +15,14 @@ from agent_sandbox.errors import SandboxError
 from agent_sandbox.labels import LABEL_AGENT_VERSIONS, LABEL_AGENTS, LABEL_BACKEND
 
 # what prints the version, and how it is printed (node says v22.1.0)
-COMMANDS = {"claude": "claude --version", "codex": "codex --version", "gemini": "gemini --version",
-            "aider": "aider --version", "node": "node --version", "npm": "npm --version"}
+COMMANDS = {
+    "claude": "claude --version",
+    "codex": "codex --version",
+    "gemini": "gemini --version",
+    "aider": "aider --version",
+    "node": "node --version",
+    "npm": "npm --version",
+}
 
 pytestmark = [pytest.mark.area("versions"), pytest.mark.container]
 
@@ -59,8 +65,9 @@ def test_the_sbom_lists_the_locks_versions(session: Session, tmp_path_factory: p
 
 def test_the_label_carries_the_locks_versions(session: Session) -> None:
     lock, held = locked(session)
-    label = dict(item.partition("=")[::2] for item in _labels(session).get(LABEL_AGENT_VERSIONS, "").split(",")
-                 if "=" in item)
+    label = dict(
+        item.partition("=")[::2] for item in _labels(session).get(LABEL_AGENT_VERSIONS, "").split(",") if "=" in item
+    )
     assert label == lock.versions(held, arch_of(session))
     assert recorded_versions(session.engine, session.image) == label
 
@@ -71,9 +78,22 @@ def test_each_agent_answers_with_its_locked_version(component: str, session: Ses
     versions = lock.versions(held, arch_of(session))
     if component not in versions:
         pytest.skip(f"{session.image} holds no {component} (its labels say)")
-    result = session.engine.run(["run", "--rm", "--network=none", "--user", f"{session.uid}:{session.gid}",
-                                 "--entrypoint", "sh", session.image, "-c", f"HOME=$(mktemp -d) {COMMANDS[component]}"],
-                                check=False, timeout=120)
+    result = session.engine.run(
+        [
+            "run",
+            "--rm",
+            "--network=none",
+            "--user",
+            f"{session.uid}:{session.gid}",
+            "--entrypoint",
+            "sh",
+            session.image,
+            "-c",
+            f"HOME=$(mktemp -d) {COMMANDS[component]}",
+        ],
+        check=False,
+        timeout=120,
+    )
     answer = (result.out + result.err).strip()
     assert result.ok, f"`{COMMANDS[component]}` exited {result.code}: {answer[-400:]}"
     words = answer.replace("v", " ").split()
