@@ -5,8 +5,8 @@
   configuration (only its CA bundle: AGENT_SANDBOX_BUILD_CA, as for the build);
 - PyPI: the set of packages from `pip install --dry-run --report` for the image's Python (the suite's CPython,
   glibc Linux, wheels only), and the sha256 of each wheel of each from PyPI's JSON API;
-- Debian: what `mmdebstrap --simulate` resolves from the mirror for the base layer (the same arguments as the
-  build's), read from apt's `Inst` lines.
+- Debian: what mmdebstrap installs from the mirror for the base layer (a real run with the build's arguments,
+  discarded; dpkg's list from inside it).
 
 `make_lock` decides what to resolve (missing components, or the ones named in --update) and keeps the rest as it
 is; `check_lock` asks the registries whether they still serve exactly what the lock says. Commands run through
@@ -266,7 +266,10 @@ class Registries:
 
     # -------------------------------------------------------------- Debian
     def debian(self, image: Image, catalog: Catalog, arch: str) -> dict[str, str]:
-        """What mmdebstrap resolves for the image's base layer on this host's architecture (`--simulate`)."""
+        """What mmdebstrap installs for the image's base layer on this host's architecture: a real run with the
+        build's arguments, discarded, whose hook lists dpkg's packages. (`mmdebstrap --simulate` is not the same:
+        it resolves everything at once, where the real run installs the Essential set first, so a dependency that
+        an essential package Provides — squid's lsb-base, provided by sysvinit-utils — resolved differently.)"""
         host = dp.debian_arch(platform.machine())
         if arch != host:
             raise EnvironmentProblem(f"the Debian packages for {arch} are resolved on an {arch} host (this is {host})")
@@ -274,7 +277,7 @@ class Registries:
         work = Path(tempfile.mkdtemp(prefix="agent-sandbox-lock-debian."))
         try:
             script = work / "setup.sh"
-            script.write_text("true\n")
+            script.write_text(f"dpkg-query -W -f '{INSTALLED_MARK}${{Package}} ${{Version}}\\n'\n")
             argv = mmdebstrap_argv(
                 suite=image.debian_suite,
                 variant=dp.MMDEBSTRAP_VARIANT,
@@ -285,22 +288,27 @@ class Registries:
                 script_path=script,
                 output=Path("/dev/null"),
             )
-            argv = [exe, "--simulate", "--verbose", *argv[1:]]
-            result = process.run(argv, timeout=600)
+            argv = [exe, "--quiet", *argv[1:]]
+            result = process.run(argv, timeout=1200)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        packages = parse_inst_lines(result.out + "\n" + result.err)
+        packages = parse_installed_lines(result.out + "\n" + result.err)
         if not packages:
-            raise CommandFailed("mmdebstrap --simulate resolved no package (no `Inst` line in its output)")
+            raise CommandFailed("mmdebstrap installed no package (no list of dpkg's packages in its output)")
         return packages
 
 
-_INST = re.compile(r"^Inst (?P<name>[^ ]+) (?:\[[^]]*\] )?\((?P<version>[^ )]+)")
+INSTALLED_MARK = "@@agent-sandbox-installed "  # the hook's lines: <mark><package> <version>
 
 
-def parse_inst_lines(text: str) -> dict[str, str]:
-    """apt's simulated `Inst name [old] (version suite [arch])` lines -> {name: version}, sorted."""
-    found = {m["name"]: m["version"] for line in text.splitlines() if (m := _INST.match(line))}
+def parse_installed_lines(text: str) -> dict[str, str]:
+    """The hook's `<mark>name version` lines (dpkg-query inside the fresh rootfs) -> {name: version}, sorted."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(INSTALLED_MARK):
+            name, _, version = line[len(INSTALLED_MARK) :].partition(" ")
+            if name and version:
+                found[name] = version
     return dict(sorted(found.items()))
 
 
@@ -406,7 +414,7 @@ def make_lock(
     include = dp.debian_packages(image, catalog)
     debian = {a: d for a, d in old.debian.items() if d.suite == image.debian_suite and d.include == include}
     if arch not in debian or "debian" in force:
-        report(f"debian/{arch}: resolving the base layer's packages (mmdebstrap --simulate)")
+        report(f"debian/{arch}: resolving the base layer's packages (an mmdebstrap run)")
         debian[arch] = DebianLock(image.debian_suite, arch, resolver.debian(image, catalog, arch), include)
     return Lock(image.name, node, npm, locked, dict(sorted(debian.items())))
 

@@ -384,14 +384,13 @@ def test_tarball_path_and_hex() -> None:
     assert scoped.sha512_hex == hashlib.sha512(b"x").hexdigest()
 
 
-def test_inst_lines() -> None:
+def test_installed_lines() -> None:
+    mark = lr.INSTALLED_MARK
     text = (
-        "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []\n"
-        "Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])\n"
-        "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64])\n"
-        "Inst bash [5.2.15-1] (5.2.15-2+b1 Debian:12.15/oldstable [amd64])\nConf bash (5.2.15-2+b1)\n"
+        f"I: running --customize-hook\n{mark}libc6 2.36-9+deb12u14\n{mark}gcc-12-base 12.2.0-14+deb12u1\n"
+        f"Setting up bash ...\n{mark}bash 5.2.15-2+b1\n{mark}broken\n"
     )
-    assert lr.parse_inst_lines(text) == {
+    assert lr.parse_installed_lines(text) == {
         "bash": "5.2.15-2+b1",
         "gcc-12-base": "12.2.0-14+deb12u1",
         "libc6": "2.36-9+deb12u14",
