@@ -151,6 +151,6 @@ def test_bad_descriptions_are_one_line_and_make_nothing(session, tmp_path):
     chown_all(made.base)
     done = cli(session, tmp_path / "state", "compose", str(bad), "--engine", session.engine.name)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "lax" in done.stderr, done.stderr
-    assert f"{bad}:4: one" in done.stderr, done.stderr  # file, line and key
+    assert f"{bad}:4: agents.one" in done.stderr, done.stderr  # file, line and key
     assert hostgit(made.repo, "for-each-ref", "refs/heads/agent") == ""
     assert not made.worktrees.exists()

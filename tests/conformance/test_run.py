@@ -91,7 +91,10 @@ def test_a_signal_removes_everything(session, how):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the sandbox did not start"
         time.sleep(0.2)
-    time.sleep(0.5)  # the agent's exec is attached
+    while "sleep 120" not in session.engine.run(["top", name], check=False).out:  # the agent's exec is attached
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the agent did not start"
+        time.sleep(0.2)
     proc.send_signal(how)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (143 if how == signal.SIGTERM else 130), err
