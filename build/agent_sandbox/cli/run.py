@@ -12,8 +12,9 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -158,6 +159,54 @@ def key_line(keys: KeyPlan) -> str:
     return "; ".join(parts) or "none set"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+SANDBOX_OPTIONS = (
+    click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect)."),
+    click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image."),
+    click.option(
+        "--ca-bundle",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).",
+    ),
+    click.option(
+        "-e",
+        "--env",
+        "env_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Set a variable for the agent (not for secrets: API keys are forwarded by name).",
+    ),
+    click.option(
+        "--outbound-network",
+        default=egress.OUTBOUND_NETWORK,
+        show_default=True,
+        help="The routed network the egress proxy joins (proxied profiles).",
+    ),
+    click.option(
+        "--proxy-host",
+        "proxy_hosts",
+        multiple=True,
+        metavar="NAME=ADDRESS",
+        help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the profile still decides.",
+    ),
+    click.option(
+        "--keys-inside",
+        is_flag=True,
+        help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).",
+    ),
+)
+
+
+def sandbox_options(command: F) -> F:
+    """The options of every command that starts a sandbox (run, spawn): engine, image, CA bundle, the agent's
+    variables, the proxy's network and hosts, where the keys go."""
+    for option in reversed(SANDBOX_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("agent")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -168,42 +217,9 @@ def key_line(keys: KeyPlan) -> str:
     default=None,
     help="Host directory mounted at /workspace (default: the current git repository).",
 )
-@click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
-@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
 @click.option("--name", default=None, help="Sandbox name (default: agent-sandbox-<random>).")
 @click.option("--keep", is_flag=True, help="Leave the sandbox (containers, network) for inspection.")
-@click.option(
-    "--ca-bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).",
-)
-@click.option(
-    "-e",
-    "--env",
-    "env_pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a variable for the agent (not for secrets: API keys are forwarded by name).",
-)
-@click.option(
-    "--outbound-network",
-    default=egress.OUTBOUND_NETWORK,
-    show_default=True,
-    help="The routed network the egress proxy joins (proxied profiles).",
-)
-@click.option(
-    "--proxy-host",
-    "proxy_hosts",
-    multiple=True,
-    metavar="NAME=ADDRESS",
-    help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the profile still decides.",
-)
-@click.option(
-    "--keys-inside",
-    is_flag=True,
-    help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).",
-)
+@sandbox_options
 @click.option(
     "--enforcer",
     type=click.Choice(ENFORCERS),

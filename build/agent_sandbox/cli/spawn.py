@@ -20,7 +20,7 @@ import attrs
 import click
 
 from .. import egress, git, profiles, runtime
-from ..engine import ENGINES, Engine, detect_engine, engine_named
+from ..engine import Engine, detect_engine, engine_named
 from ..errors import EnvironmentProblem, InputError, SandboxError
 from ..fsutil import atomic_write
 from ..model import NetworkMode
@@ -41,7 +41,7 @@ from ..spawn import (
     state_of,
     table,
 )
-from .run import DEFAULT_IMAGE, RunOptions, banner, parse_env, parse_hosts, prepare, resolve_agent
+from .run import RunOptions, banner, parse_env, parse_hosts, prepare, resolve_agent, sandbox_options
 
 SANDBOX_UID = 1000  # the image's user, as `run` starts it: who writes the worktree and the git directory
 RECORD = "sandbox.json"
@@ -293,40 +293,7 @@ def protect_worktree_config(repo: git.Repo, tree: git.Worktree) -> None:
     default=None,
     help="Where the worktree goes, as DIR/ID (default: <repository>.agents beside the repository).",
 )
-@click.option("--engine", type=click.Choice(ENGINES), default=None, help="Container engine (default: detect).")
-@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The agent image.")
-@click.option(
-    "--ca-bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A CA bundle to use inside instead of the image's (e.g. a TLS-intercepting corporate proxy's).",
-)
-@click.option(
-    "-e",
-    "--env",
-    "env_pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a variable for the agent (not for secrets: API keys are forwarded by name).",
-)
-@click.option(
-    "--outbound-network",
-    default=egress.OUTBOUND_NETWORK,
-    show_default=True,
-    help="The routed network the egress proxy joins (proxied tiers).",
-)
-@click.option(
-    "--proxy-host",
-    "proxy_hosts",
-    multiple=True,
-    metavar="NAME=ADDRESS",
-    help="Resolve NAME to ADDRESS for the egress proxy (internal hosts); the tier still decides.",
-)
-@click.option(
-    "--keys-inside",
-    is_flag=True,
-    help="Forward API keys into the sandbox instead of keeping them in the key gateway (with a warning).",
-)
+@sandbox_options
 def spawn(
     agent_id: str,
     extra: tuple[str, ...],
