@@ -84,7 +84,14 @@ def test_the_agents_exit_status_and_output_and_nothing_left(session, run_tier):
 def test_a_signal_removes_everything(session, how):
     name = new_name("as-run-sig")
     proc = cli(
-        session, *base_args(session, "strict", name, session.new_workspace("sig")), "shell", "--", "-c", "sleep 120"
+        session,
+        *base_args(session, "strict", name, session.new_workspace("sig")),
+        "shell",
+        "--",
+        "-c",
+        "sleep 120",
+        # as from a terminal: a test run started in the background (`make test &`) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not session.engine.running(name):
