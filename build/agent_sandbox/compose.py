@@ -47,7 +47,7 @@ from .errors import InputError, Location
 from .runtime import PROXY_PROBE
 from .sandbox import PROXY_ROLE, ROLE_LABEL, SANDBOX_LABEL, BindMount, Plan, check_name
 from .schema import At, MapOf, Str, Table, check
-from .spawn import BATCH, batch_command
+from .spawn import BATCH, PROBE_FAILED, batch_command
 from .yamlsource import load_yaml
 
 DEFAULT_IMAGE = "localhost/agent-sandbox-devcontainer:latest"
@@ -193,8 +193,12 @@ AGENTS_DIR = "/run/agent-sandbox/agents"
 STATUS_FILE = "exit"
 
 
-def entry_script(*, wait_proxy: bool, report: bool, wait_for: Sequence[str]) -> str:
-    """The bash script every member's command runs under ("$@": the agent's command line)."""
+def entry_script(
+    *, wait_proxy: bool, report: bool, wait_for: Sequence[str], probe: str = PROXY_PROBE, ready: float = READY_TIMEOUT
+) -> str:
+    """The bash script every member's command runs under ("$@": the agent's command line). A proxied member
+    whose proxy does not answer within `ready` seconds (`probe`) does not start, as `spawn` refuses: it exits
+    PROBE_FAILED, and reports that status like any other, so that the coordinator does not start either."""
     steps = []
     for name in wait_for:
         status = f"{AGENTS_DIR}/{name}/{STATUS_FILE}"
@@ -203,18 +207,19 @@ def entry_script(*, wait_proxy: bool, report: bool, wait_for: Sequence[str]) -> 
             f'if [ "$(cat {status})" != 0 ]; then echo "agent-sandbox: {name} failed (exit '
             f'$(cat {status})): not starting" >&2; exit 1; fi'
         )
+    start = 'exec "$@"' if not report else '"$@"'
     if wait_proxy:
-        steps.append(
-            f"timeout {READY_TIMEOUT} bash -c {shlex.quote(PROXY_PROBE)} || "
-            "echo 'agent-sandbox: the egress proxy does not answer' >&2"
+        start = (
+            f"if timeout {ready:g} bash -c {shlex.quote(probe)}; then {start}; else "
+            f"echo 'agent-sandbox: the egress proxy does not answer: not starting' >&2; (exit {PROBE_FAILED}); fi"
         )
     if report:
         steps.append(
-            f'"$@"; code=$?; echo $code > {STATUS_DIR}/{STATUS_FILE}.part && '
+            f"{start}; code=$?; echo $code > {STATUS_DIR}/{STATUS_FILE}.part && "
             f"mv {STATUS_DIR}/{STATUS_FILE}.part {STATUS_DIR}/{STATUS_FILE}; exit $code"
         )
     else:
-        steps.append('exec "$@"')
+        steps.append(start)
     return "; ".join(steps)
 
 

@@ -227,9 +227,12 @@ def test_an_existing_outbound_network_is_external():
 
 # ---------------------------------------------------------------- the members' entry script, run here
 def run_entry(
-    tmp_path: Path, *, report: bool, wait_for: tuple[str, ...], command: str, timeout: float = 10
+    tmp_path: Path, *, report: bool, wait_for: tuple[str, ...], command: str, probe: str | None = None
 ) -> subprocess.Popen[str]:
-    script = compose.entry_script(wait_proxy=False, report=report, wait_for=wait_for)
+    """The entry script in bash here; `probe`: the proxy's readiness probe instead of none (a proxied member)."""
+    script = compose.entry_script(
+        wait_proxy=probe is not None, report=report, wait_for=wait_for, probe=probe or "", ready=2
+    )
     script = script.replace(compose.STATUS_DIR, str(tmp_path / "status")).replace(
         compose.AGENTS_DIR, str(tmp_path / "agents")
     )
@@ -247,6 +250,23 @@ def test_an_agent_leaves_its_exit_status(tmp_path):
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 3 and out == "working\n"
     assert (tmp_path / "status" / compose.STATUS_FILE).read_text() == "3\n"
+
+
+@pytest.mark.parametrize(
+    "probe, code, out, status",
+    [
+        pytest.param("true", 3, "working\n", "3\n", id="proxy-answers"),
+        pytest.param("false", 97, "", "97\n", id="proxy-refuses"),
+        pytest.param("sleep 5", 97, "", "97\n", id="proxy-silent"),
+    ],
+)
+def test_a_proxied_agent_starts_only_once_its_proxy_answers(tmp_path, probe, code, out, status):
+    (tmp_path / "status").mkdir()
+    proc = run_entry(tmp_path, report=True, wait_for=(), command="echo working; exit 3", probe=probe)
+    got, err = proc.communicate(timeout=10)
+    assert (proc.returncode, got) == (code, out), err
+    assert (tmp_path / "status" / compose.STATUS_FILE).read_text() == status
+    assert ("does not answer: not starting" in err) == (code == compose.PROBE_FAILED)
 
 
 def test_the_coordinator_starts_when_every_agent_ended_well(tmp_path):
